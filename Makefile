@@ -1,0 +1,30 @@
+# Two entry points (see README): `make demo` runs the relay's main job offline,
+# `make test` installs everything into .venv and runs lint, types and tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test lint demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+
+lint: install
+	$(BIN)/ruff check relay sync_publisher tests bench
+	$(BIN)/mypy relay sync_publisher
+
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+demo: install
+	$(BIN)/relay demo
+
+bench: install
+	$(BIN)/python bench/audio_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

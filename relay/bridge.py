@@ -1,0 +1,257 @@
+"""CallBridge: one call's lifecycle, from the first `start` to the summary line.
+
+The WebSocket handler (the only reader of Twilio's socket) calls `on_media()` for every
+audio frame. The bridge splits tracks (each with its own transcoder state), batches the
+customer's audio into appends of `append_batch_ms`, and pushes them to the `ModelLink`.
+Model events come back through `on_model_event()` and become Sync messages on the call's
+`Channel`. Every frame received is either forwarded or counted as dropped with a reason:
+`frames_in == forwarded + sum(dropped)` holds in the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+from sync_publisher import Channel, StreamReport, messages
+
+from .audio import Transcoder, make_transcoder
+from .model_link import LinkConfig, ModelLink
+from .realtime import (
+    ModelError,
+    ModelEvent,
+    RealtimeConnector,
+    ResponseDone,
+    ResponseTextDone,
+    SessionConfig,
+    SpeechStopped,
+    TranscriptCompleted,
+    TranscriptDelta,
+    TranscriptFailed,
+)
+from .suggestions import parse_model_answer
+from .twilio_media import Media, Start
+
+log = logging.getLogger("relay.bridge")
+
+ASSISTED_TRACK = "inbound"  # the customer: Twilio's inbound track is the caller's audio
+SPEAKER_BY_TRACK = {"inbound": "customer", "outbound": "agent"}
+_ULAW_BYTES_PER_MS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    audio_format: str
+    append_batch_ms: int
+    link: LinkConfig
+    flush_deadline_s: float = 5.0
+    log_transcripts: bool = False
+    context_turns: int = 12
+
+
+class CallBridge:
+    def __init__(
+        self,
+        start: Start,
+        *,
+        connector: RealtimeConnector,
+        session_config: SessionConfig,
+        channel: Channel,
+        config: BridgeConfig,
+        prompt_name: str,
+    ) -> None:
+        self.call_sid = start.call_sid
+        self.stream_sid = start.stream_sid
+        self.tracks = start.tracks
+        self.prompt_name = prompt_name
+        self._config = config
+        self._channel = channel
+        self._started_at = time.monotonic()
+        self._transcoders: dict[str, Transcoder] = {}
+        self._batch = bytearray()
+        self._batch_frames = 0
+        self._batch_bytes = max(1, config.append_batch_ms * _ULAW_BYTES_PER_MS)
+        self.frames_in = 0
+        self.frames_by_track: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self.suggestions = 0
+        self.suggestions_empty = 0
+        self.transcripts = 0
+        self.partials = 0
+        self.suggestion_latencies: list[float] = []
+        self._partial_text: dict[str, str] = {}
+        self._recent: deque[str] = deque(maxlen=config.context_turns)
+        self._last_speech_stopped: float | None = None
+        self._last_question = ""
+        self._finished = False
+        self.link = ModelLink(connector, session_config, config.link, self)
+        self.link.start()
+        channel.publish(messages.status("started", "assist listening", stream_sid=self.stream_sid))
+
+    # ------------------------------------------------------------------ from the socket
+
+    def on_media(self, media: Media) -> None:
+        self.frames_in += 1
+        track = media.track
+        self.frames_by_track[track] += 1
+        if track != ASSISTED_TRACK:
+            # Split and decoded state stays per track, but only the customer is assisted.
+            self.dropped["track_not_assisted"] += 1
+            return
+        if self._finished:
+            self.dropped["after_call_end"] += 1
+            return
+        self._batch += media.payload
+        self._batch_frames += 1
+        if len(self._batch) >= self._batch_bytes:
+            self._flush_batch()
+
+    def on_ignored_media(self, reason: str) -> None:
+        """A media message that carried no usable audio (empty, unknown track, …)."""
+        self.frames_in += 1
+        self.dropped[reason] += 1
+
+    def reset_audio(self) -> None:
+        """A newer stream took over: send the old stream's tail, start tracks afresh."""
+        self._flush_batch(final=True)
+        for transcoder in self._transcoders.values():
+            transcoder.reset()
+
+    def count_event(self, name: str) -> None:
+        self.events[name] += 1
+
+    def _transcoder(self, track: str) -> Transcoder:
+        transcoder = self._transcoders.get(track)
+        if transcoder is None:
+            transcoder = self._transcoders[track] = make_transcoder(self._config.audio_format)
+        return transcoder
+
+    def _flush_batch(self, *, final: bool = False) -> None:
+        transcoder = self._transcoder(ASSISTED_TRACK)
+        audio = transcoder.process(bytes(self._batch)) if self._batch else b""
+        if final:
+            audio += transcoder.flush()
+        frames = self._batch_frames
+        self._batch.clear()
+        self._batch_frames = 0
+        if audio or frames:
+            self.link.push_audio(audio, frames)
+
+    # ------------------------------------------------------------------ from the model
+
+    def on_model_event(self, event: ModelEvent) -> None:
+        if isinstance(event, TranscriptDelta):
+            text = self._partial_text.get(event.item_id, "") + event.delta
+            self._partial_text[event.item_id] = text
+            self.partials += 1
+            self._channel.publish(
+                messages.transcript("customer", text, final=False, utterance_id=event.item_id)
+            )
+        elif isinstance(event, TranscriptCompleted):
+            self._partial_text.pop(event.item_id, None)
+            text = event.transcript.strip()
+            if not text:
+                return
+            self.transcripts += 1
+            self._recent.append(f"Customer: {text}")
+            self._last_question = text
+            self._channel.publish(
+                messages.transcript("customer", text, final=True, utterance_id=event.item_id)
+            )
+            if self._config.log_transcripts:
+                log.info("transcript", extra={"speaker": "customer", "text": text})
+        elif isinstance(event, TranscriptFailed):
+            self._partial_text.pop(event.item_id, None)
+            self.events[f"transcription_failed:{event.code}"] += 1
+        elif isinstance(event, SpeechStopped):
+            self._last_speech_stopped = time.monotonic()
+        elif isinstance(event, ResponseTextDone):
+            self._on_answer(event)
+        elif isinstance(event, ResponseDone):
+            if event.status != "completed":
+                self.events[f"response_{event.status}"] += 1
+        elif isinstance(event, ModelError):
+            log.warning(
+                "model error",
+                extra={
+                    "code": event.code,
+                    "error_type": event.error_type,
+                    "class": event.classification.value,
+                },
+            )
+
+    def _on_answer(self, event: ResponseTextDone) -> None:
+        parsed = parse_model_answer(event.text)
+        if parsed is None:
+            self.suggestions_empty += 1
+            return
+        question = parsed.question or self._last_question
+        self.suggestions += 1
+        self._recent.append(f"Suggested answer: {parsed.answer}")
+        if self._last_speech_stopped is not None:
+            self.suggestion_latencies.append(time.monotonic() - self._last_speech_stopped)
+        self._channel.publish(
+            messages.suggestion(question, parsed.answer, event.response_id or event.item_id)
+        )
+        if self._config.log_transcripts:
+            log.info("suggestion", extra={"question": question, "answer": parsed.answer})
+
+    def on_link_state(self, state: str, reason: str) -> None:
+        self.events[f"status_{state}"] += 1
+        self._channel.publish(messages.status(state, reason))
+
+    def context_for_new_session(self) -> str | None:
+        if not self._recent:
+            return None
+        lines = "\n".join(self._recent)
+        return (
+            "Context from earlier in this call, for reference. These turns were already "
+            "handled; do not answer them again.\n" + lines
+        )
+
+    # ------------------------------------------------------------------ end of call
+
+    async def finish(self, reason: str) -> dict[str, Any]:
+        """Flush audio, close the model side, flush Sync, and return the summary."""
+        if self._finished:
+            raise RuntimeError("bridge already finished")
+        self._flush_batch(final=True)
+        self._finished = True
+        await self.link.finish(self._config.flush_deadline_s)
+        self._channel.publish(messages.status("ended", reason))
+        report = await self._channel.close(self._config.flush_deadline_s)
+        return self._summary(reason, report)
+
+    def _summary(self, reason: str, report: StreamReport) -> dict[str, Any]:
+        link = self.link.counters
+        dropped = Counter(self.dropped)
+        dropped.update(link.dropped_frames)
+        latencies = sorted(self.suggestion_latencies)
+        return {
+            "call_sid": self.call_sid,
+            "stream_sid": self.stream_sid,
+            "reason": reason,
+            "duration_s": round(time.monotonic() - self._started_at, 3),
+            "tracks": list(self.tracks),
+            "prompt": self.prompt_name,
+            "frames_in": self.frames_in,
+            "frames_forwarded": link.forwarded_frames,
+            "frames_dropped": dict(dropped),
+            "bytes_forwarded": link.forwarded_bytes,
+            "appends": link.appends,
+            "transcripts": self.transcripts,
+            "suggestions": self.suggestions,
+            "suggestions_empty": self.suggestions_empty,
+            "suggestion_latency_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
+            "model_connects": link.connects,
+            "model_reconnects": link.reconnects,
+            "model_rollovers": link.rollovers,
+            "model_errors": dict(link.errors),
+            "assist_failed": self.link.failed,
+            "events": dict(self.events),
+            "sync": report.as_dict(),
+        }

@@ -1,0 +1,220 @@
+"""Prometheus metrics. Hot-path counters are plain ints summed at scrape time.
+
+Incrementing a prometheus_client Counter takes a lock; doing it 50×/s per track is
+measurable. Bridges keep their own ints; a custom collector adds the live calls to the
+totals folded in from finished calls whenever `/metrics` is scraped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from sync_publisher import PublisherStats
+
+    from .bridge import CallBridge
+
+
+@dataclass(slots=True)
+class FinishedTotals:
+    frames_in: int = 0
+    frames_forwarded: int = 0
+    frames_dropped: Counter[str] = field(default_factory=Counter)
+    appends: int = 0
+    bytes_forwarded: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    reconnects: int = 0
+    rollovers: int = 0
+    model_errors: Counter[str] = field(default_factory=Counter)
+    suggestions: int = 0
+    transcripts: int = 0
+
+    def fold(self, bridge: CallBridge) -> None:
+        add_bridge(self, bridge)
+
+
+def add_bridge(totals: FinishedTotals, bridge: CallBridge) -> None:
+    link = bridge.link.counters
+    totals.frames_in += bridge.frames_in
+    totals.frames_forwarded += link.forwarded_frames
+    totals.frames_dropped.update(bridge.dropped)
+    totals.frames_dropped.update(link.dropped_frames)
+    totals.appends += link.appends
+    totals.bytes_forwarded += link.forwarded_bytes
+    totals.connects += link.connects
+    totals.connect_failures += link.connect_failures
+    totals.reconnects += link.reconnects
+    totals.rollovers += link.rollovers
+    totals.model_errors.update(link.errors)
+    totals.suggestions += bridge.suggestions
+    totals.transcripts += bridge.transcripts
+
+
+@dataclass(slots=True)
+class RelayStats:
+    finished: FinishedTotals = field(default_factory=FinishedTotals)
+    calls_started: int = 0
+    calls_ended: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    violations: Counter[str] = field(default_factory=Counter)
+    media_events: Counter[str] = field(default_factory=Counter)
+    stream_callbacks: Counter[str] = field(default_factory=Counter)
+    flex_auth: Counter[str] = field(default_factory=Counter)
+    streams_replaced: int = 0
+
+
+class RelayCollector(Collector):
+    def __init__(
+        self,
+        stats: RelayStats,
+        live_bridges: Callable[[], Iterable[CallBridge]],
+        publisher_stats: Callable[[], PublisherStats | None],
+    ) -> None:
+        self._stats = stats
+        self._live = live_bridges
+        self._publisher = publisher_stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        totals = FinishedTotals()
+        f = stats.finished
+        totals.frames_in, totals.frames_forwarded = f.frames_in, f.frames_forwarded
+        totals.frames_dropped.update(f.frames_dropped)
+        totals.model_errors.update(f.model_errors)
+        for name in (
+            "appends",
+            "bytes_forwarded",
+            "connects",
+            "connect_failures",
+            "reconnects",
+            "rollovers",
+            "suggestions",
+            "transcripts",
+        ):
+            setattr(totals, name, getattr(f, name))
+        live = list(self._live())
+        for bridge in live:
+            add_bridge(totals, bridge)
+
+        yield _gauge("relay_active_calls", "Calls with a live bridge", len(live))
+        yield _counter("relay_calls_started", "Calls started", stats.calls_started)
+        yield _labelled("relay_calls_ended", "Calls ended, by reason", "reason", stats.calls_ended)
+        yield _counter("relay_frames_in", "Media frames received", totals.frames_in)
+        yield _counter(
+            "relay_frames_forwarded", "Media frames forwarded to the model", totals.frames_forwarded
+        )
+        yield _labelled(
+            "relay_frames_dropped", "Media frames dropped, by reason", "reason", totals.frames_dropped
+        )
+        yield _counter("relay_realtime_appends", "input_audio_buffer.append events sent", totals.appends)
+        yield _counter("relay_realtime_audio_bytes", "Audio bytes sent to the model", totals.bytes_forwarded)
+        yield _counter("relay_realtime_connects", "Model sessions opened", totals.connects)
+        yield _counter("relay_realtime_connect_failures", "Failed model connects", totals.connect_failures)
+        yield _counter(
+            "relay_realtime_reconnects", "Model reconnects after a lost session", totals.reconnects
+        )
+        yield _counter("relay_realtime_rollovers", "Planned session rollovers", totals.rollovers)
+        yield _labelled("relay_realtime_errors", "Model errors, by code", "code", totals.model_errors)
+        yield _counter("relay_suggestions", "Suggestions produced", totals.suggestions)
+        yield _counter("relay_transcripts", "Final transcripts produced", totals.transcripts)
+        yield _labelled(
+            "relay_ws_refusals", "Media WebSocket upgrades refused, by reason", "reason", stats.refusals
+        )
+        yield _labelled(
+            "relay_protocol_violations",
+            "Connections closed for a protocol violation",
+            "kind",
+            stats.violations,
+        )
+        yield _labelled(
+            "relay_media_events", "Non-audio Media Streams events, by name", "event", stats.media_events
+        )
+        yield _labelled(
+            "relay_stream_callbacks", "Stream status callbacks, by event", "event", stats.stream_callbacks
+        )
+        yield _labelled("relay_flex_auth", "Flex token checks, by outcome", "outcome", stats.flex_auth)
+        yield _counter(
+            "relay_streams_replaced",
+            "Streams replaced by a newer stream for the same call",
+            stats.streams_replaced,
+        )
+        publisher = self._publisher()
+        if publisher is not None:
+            yield _counter("relay_sync_published", "Sync messages accepted", publisher.published)
+            yield _counter("relay_sync_retried", "Sync publish retries", publisher.retried)
+            yield _counter(
+                "relay_sync_coalesced", "Partial messages merged before sending", publisher.coalesced
+            )
+            yield _counter(
+                "relay_sync_recreated", "Sync streams recreated after vanishing", publisher.recreated
+            )
+            yield _labelled(
+                "relay_sync_dropped", "Sync messages dropped, by reason", "reason", publisher.dropped
+            )
+
+
+def _counter(name: str, doc: str, value: float) -> Metric:
+    family = CounterMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+def _gauge(name: str, doc: str, value: float) -> Metric:
+    family = GaugeMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+def _labelled(name: str, doc: str, label: str, values: Counter[str]) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+class Metrics:
+    """The registry of one app: the custom collector plus two real histograms."""
+
+    def __init__(self, collector: RelayCollector) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+        self.suggestion_latency = Histogram(
+            "relay_suggestion_latency_seconds",
+            "From speech_stopped to the suggestion being queued for Sync",
+            buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13),
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "relay_event_loop_lag_seconds",
+            "How late a periodic timer fires: the event loop's responsiveness",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def monitor_loop_lag(
+    metrics: Metrics, interval_s: float = 0.25, record: list[float] | None = None
+) -> None:
+    """Measure how late `sleep(interval)` wakes up; runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        expected = loop.time() + interval_s
+        await asyncio.sleep(interval_s)
+        lag = max(0.0, loop.time() - expected)
+        metrics.loop_lag.observe(lag)
+        if record is not None:
+            record.append(lag)
+            if len(record) > 10_000:
+                del record[:5000]

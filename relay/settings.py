@@ -1,0 +1,196 @@
+"""Settings: the only reader of the environment.
+
+Names are a public interface (DESIGN.md §6). Everything the relay adds carries the
+`RELAY_` prefix. Secrets are `SecretStr`, so they never show up in reprs or logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True, frozen=True)
+
+    # --- OpenAI Realtime
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias=_env("OPENAI_BASE_URL"))
+    realtime_model: str = Field("gpt-realtime-1.5", validation_alias=_env("RELAY_REALTIME_MODEL"))
+    transcription_model: str = Field("gpt-transcribe", validation_alias=_env("RELAY_TRANSCRIPTION_MODEL"))
+    transcription_language: str | None = Field(None, validation_alias=_env("RELAY_TRANSCRIPTION_LANGUAGE"))
+    audio_format: Literal["pcm24k", "pcmu"] = Field("pcm24k", validation_alias=_env("RELAY_AUDIO_FORMAT"))
+    append_batch_ms: int = Field(100, ge=20, le=1000, validation_alias=_env("RELAY_APPEND_BATCH_MS"))
+    audio_buffer_max_ms: int = Field(
+        10_000, ge=100, le=600_000, validation_alias=_env("RELAY_AUDIO_BUFFER_MAX_MS")
+    )
+    realtime_connect_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=_env("RELAY_REALTIME_CONNECT_TIMEOUT_S")
+    )
+    session_max_age_s: float = Field(55 * 60, gt=0, validation_alias=_env("RELAY_SESSION_MAX_AGE_S"))
+    reconnect_max_attempts: int = Field(8, ge=0, validation_alias=_env("RELAY_RECONNECT_MAX_ATTEMPTS"))
+    reconnect_initial_delay_s: float = Field(
+        0.25, ge=0, validation_alias=_env("RELAY_RECONNECT_INITIAL_DELAY_S")
+    )
+    reconnect_max_delay_s: float = Field(8.0, gt=0, validation_alias=_env("RELAY_RECONNECT_MAX_DELAY_S"))
+
+    # --- Prompts
+    prompts_dir: Path = Field(_DEFAULT_PROMPTS_DIR, validation_alias=_env("RELAY_PROMPTS_DIR"))
+    prompt: str = Field("default", validation_alias=_env("RELAY_PROMPT"))
+
+    # --- Twilio
+    twilio_account_sid: str | None = Field(None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_api_key: str | None = Field(None, validation_alias=_env("TWILIO_API_KEY"))
+    twilio_api_secret: SecretStr | None = Field(None, validation_alias=_env("TWILIO_API_SECRET"))
+    twilio_sync_service_sid: str | None = Field(None, validation_alias=_env("TWILIO_SYNC_SERVICE_SID"))
+    twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias=_env("TWILIO_API_BASE_URL"))
+    twilio_sync_base_url: str = Field(
+        "https://sync.twilio.com", validation_alias=_env("TWILIO_SYNC_BASE_URL")
+    )
+    twilio_iam_base_url: str = Field("https://iam.twilio.com", validation_alias=_env("TWILIO_IAM_BASE_URL"))
+    twilio_http_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_TWILIO_HTTP_TIMEOUT_S"))
+
+    # --- Serving
+    public_url: str | None = Field(None, validation_alias=_env("RELAY_PUBLIC_URL"))
+    host: str = Field("0.0.0.0", validation_alias=_env("RELAY_HOST"))
+    port: int = Field(8080, ge=0, le=65535, validation_alias=_env("RELAY_PORT"))
+    use_uvloop: bool = Field(True, validation_alias=_env("RELAY_UVLOOP"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("RELAY_LOG_LEVEL")
+    )
+    log_transcripts: bool = Field(False, validation_alias=_env("RELAY_LOG_TRANSCRIPTS"))
+    drain_deadline_s: float = Field(30.0, ge=0, validation_alias=_env("RELAY_DRAIN_DEADLINE_S"))
+
+    # --- Trust and limits (media WebSocket)
+    require_twilio_signature: bool = Field(True, validation_alias=_env("RELAY_REQUIRE_TWILIO_SIGNATURE"))
+    media_api_key: SecretStr | None = Field(None, validation_alias=_env("RELAY_MEDIA_API_KEY"))
+    media_api_key_header: str = Field("apikey", validation_alias=_env("RELAY_MEDIA_API_KEY_HEADER"))
+    max_calls: int = Field(200, ge=1, validation_alias=_env("RELAY_MAX_CALLS"))
+    max_message_bytes: int = Field(256 * 1024, ge=1024, validation_alias=_env("RELAY_MAX_MESSAGE_BYTES"))
+    start_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_START_TIMEOUT_S"))
+    idle_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("RELAY_IDLE_TIMEOUT_S"))
+    max_call_s: float = Field(4 * 3600, gt=0, validation_alias=_env("RELAY_MAX_CALL_S"))
+    max_custom_params_bytes: int = Field(4096, ge=0, validation_alias=_env("RELAY_MAX_CUSTOM_PARAMS_BYTES"))
+
+    # --- Sync publishing
+    sync_stream_name: str = Field("FLEX_ASSIST_{call_sid}", validation_alias=_env("RELAY_SYNC_STREAM_NAME"))
+    sync_stream_ttl_s: int = Field(
+        2 * 3600, ge=60, le=31_536_000, validation_alias=_env("RELAY_SYNC_STREAM_TTL_S")
+    )
+    sync_rate_per_s: float = Field(30.0, gt=0, validation_alias=_env("RELAY_SYNC_RATE_PER_S"))
+    sync_burst_window_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_SYNC_BURST_WINDOW_S"))
+    sync_queue_max: int = Field(256, ge=8, validation_alias=_env("RELAY_SYNC_QUEUE_MAX"))
+    sync_retry_budget_s: float = Field(30.0, gt=0, validation_alias=_env("RELAY_SYNC_RETRY_BUDGET_S"))
+    sync_flush_deadline_s: float = Field(5.0, ge=0, validation_alias=_env("RELAY_SYNC_FLUSH_DEADLINE_S"))
+
+    # --- Flex-facing API
+    legacy_token_identity: str | None = Field(None, validation_alias=_env("RELAY_LEGACY_TOKEN_IDENTITY"))
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("RELAY_ALLOWED_ORIGINS")
+    )
+    token_ttl_s: int = Field(3600, ge=60, le=86_400, validation_alias=_env("RELAY_TOKEN_TTL_S"))
+    flex_allowed_roles: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("agent", "supervisor", "admin"), validation_alias=_env("RELAY_FLEX_ALLOWED_ROLES")
+    )
+    flex_verdict_cache_s: float = Field(60.0, ge=0, validation_alias=_env("RELAY_FLEX_VERDICT_CACHE_S"))
+    stream_track: Literal["inbound_track", "outbound_track", "both_tracks"] = Field(
+        "inbound_track", validation_alias=_env("RELAY_STREAM_TRACK")
+    )
+
+    @field_validator("allowed_origins", "flex_allowed_roles", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "*" in value:
+            raise ValueError("a wildcard origin is not allowed; list the Flex origins explicitly")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http", "wss", "ws") or not parts.netloc:
+            raise ValueError("must be an absolute URL such as https://relay.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        return value.rstrip("/")
+
+    @field_validator("sync_stream_name")
+    @classmethod
+    def _stream_name_template(cls, value: str) -> str:
+        if "{call_sid}" not in value:
+            raise ValueError("must contain {call_sid}")
+        try:
+            value.format(call_sid="CA0")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"invalid template: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.session_max_age_s > 60 * 60:
+            raise ValueError("RELAY_SESSION_MAX_AGE_S must be at most 3600 (OpenAI's session limit)")
+        return self
+
+    # --- derived views -------------------------------------------------------------
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def sync_configured(self) -> bool:
+        return self.twilio_configured and bool(self.twilio_sync_service_sid)
+
+    def media_ws_public_url(self, path: str) -> str | None:
+        """The `wss://` URL Twilio signs for a WebSocket upgrade on `path`."""
+        if self.public_url is None:
+            return None
+        parts = urlsplit(self.public_url)
+        scheme = "wss" if parts.scheme in ("https", "wss") else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{path}"
+
+    def http_public_url(self, path: str) -> str | None:
+        """The `https://` URL Twilio signs for a webhook on `path`."""
+        if self.public_url is None:
+            return None
+        parts = urlsplit(self.public_url)
+        scheme = "https" if parts.scheme in ("https", "wss") else "http"
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{path}"
+
+    def stream_name_for(self, call_sid: str) -> str:
+        return self.sync_stream_name.format(call_sid=call_sid)
+
+
+class SettingsError(Exception):
+    """Startup configuration is invalid; the message names each bad variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  {where}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

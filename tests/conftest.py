@@ -1,0 +1,145 @@
+"""Shared fixtures: loopback fakes, settings pointing at them, and a running relay."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from relay.app import RELAY, RelayState, create_app
+from relay.audio import ulaw_encode
+from relay.settings import Settings
+from relay.simulator import sign_upgrade
+from tests.fakes.realtime_server import Behaviour, FakeRealtimeServer, Turn
+from tests.fakes.twilio_server import FakeTwilio
+
+PUBLIC_URL = "https://relay.example.test"
+OPENAI_KEY = "sk-test-" + "k" * 40
+TWILIO_TOKEN = "twilio-auth-token-" + "t" * 20
+API_KEY_SID = "SK" + "3" * 32
+API_SECRET = "api-secret-" + "s" * 24
+
+QUESTION_ANSWER = '{"question": "Can I get a refund?", "answer": "Yes, within 30 days of purchase."}'
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests configure the relay explicitly; nothing leaks in from the machine."""
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "TWILIO_", "RELAY_")):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def fake_realtime() -> AsyncIterator[FakeRealtimeServer]:
+    server = FakeRealtimeServer(Behaviour(api_key=OPENAI_KEY))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def fake_twilio() -> AsyncIterator[FakeTwilio]:
+    server = FakeTwilio()
+    server.state.auth_token = TWILIO_TOKEN
+    server.state.api_keys[API_KEY_SID] = API_SECRET
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def relay_settings(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "openai_api_key": OPENAI_KEY,
+        "openai_base_url": fake_realtime.base_url,
+        "twilio_account_sid": fake_twilio.state.account_sid,
+        "twilio_auth_token": TWILIO_TOKEN,
+        "twilio_api_key": API_KEY_SID,
+        "twilio_api_secret": API_SECRET,
+        "twilio_sync_service_sid": fake_twilio.state.sync_service_sid,
+        "twilio_api_base_url": fake_twilio.base_url,
+        "twilio_sync_base_url": fake_twilio.base_url,
+        "twilio_iam_base_url": fake_twilio.base_url,
+        "public_url": PUBLIC_URL,
+        "use_uvloop": False,
+        "reconnect_initial_delay_s": 0.05,
+        "reconnect_max_delay_s": 0.3,
+        "sync_flush_deadline_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningRelay:
+    server: TestServer
+    settings: Settings
+
+    @property
+    def state(self) -> RelayState:
+        return self.server.app[RELAY]
+
+    def ws_url(self, path: str = "/media") -> str:
+        return f"ws://127.0.0.1:{self.server.port}{path}"
+
+    def http_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.port}{path}"
+
+    def signed_headers(self, path: str = "/media") -> dict[str, str]:
+        token = self.settings.twilio_auth_token
+        assert token is not None
+        return {
+            "X-Twilio-Signature": sign_upgrade(token.get_secret_value(), f"wss://relay.example.test{path}")
+        }
+
+
+StartRelay = Callable[..., Awaitable[RunningRelay]]
+
+
+@pytest.fixture
+async def start_relay(
+    fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
+) -> AsyncIterator[StartRelay]:
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application | None = None, **overrides: Any) -> RunningRelay:
+        settings = relay_settings(fake_realtime, fake_twilio, **overrides)
+        server = TestServer(app or create_app(settings), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return RunningRelay(server, settings)
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+def tone_ulaw(freq: float = 1000.0, seconds: float = 1.0, level_dbfs: float = -6.0) -> bytes:
+    n = int(8000 * seconds)
+    amplitude = 32767 * 10 ** (level_dbfs / 20)
+    return ulaw_encode(amplitude * np.sin(2 * np.pi * freq * np.arange(n) / 8000))
+
+
+def speech_like_ulaw(seconds: float, seed: int = 1) -> bytes:
+    """Band-limited noise with a syllable-rate envelope: exercises the whole path."""
+    rng = np.random.default_rng(seed)
+    n = int(8000 * seconds)
+    t = np.arange(n) / 8000
+    noise = rng.standard_normal(n)
+    kernel = np.hanning(9)
+    voiced = np.convolve(noise, kernel / kernel.sum(), mode="same")
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    return ulaw_encode(6000 * voiced * envelope)
+
+
+def qa_turns(n: int = 3) -> list[Turn]:
+    return [
+        Turn(transcript=f"Question number {i} about my refund please", answer=QUESTION_ANSWER)
+        for i in range(n)
+    ]

@@ -1,0 +1,1 @@
+"""Loopback servers that speak the real protocols (no mocks on network paths)."""

@@ -1,0 +1,392 @@
+"""A fake OpenAI Realtime server (GA interface) on loopback, speaking the real protocol.
+
+- `GET /v1/realtime?model=…` with `Authorization: Bearer <key>` upgrades to a WebSocket.
+- Every client event is validated with `TypeAdapter(RealtimeClientEvent)` plus a walk for
+  stray keys (the SDK models allow extras; the GA server does not accept beta keys), and
+  audio before `session.update` is a recorded violation.
+- Every server event it sends is validated with `TypeAdapter(RealtimeServerEvent)` first.
+- Scriptable: answer turns every N bytes of audio, refuse the first connects, drop the
+  connection after N appends, stall, expire sessions, emit error codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+CLIENT_EVENTS: TypeAdapter[Any] = TypeAdapter(RealtimeClientEvent)
+SERVER_EVENTS: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
+
+
+def stray_keys(model: BaseModel, path: str = "") -> list[str]:
+    """Keys the SDK model accepted as extras (the GA server rejects unknown parameters)."""
+    found = [f"{path}{k}" for k in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name, None)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, BaseModel):
+                found.extend(stray_keys(v, f"{path}{name}."))
+    return found
+
+
+def validate_client_event(data: Any) -> tuple[Any | None, str | None]:
+    """(model, None) when the GA API would accept the event, else (None, why)."""
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        return None, "event must be an object with a type"
+    try:
+        model = CLIENT_EVENTS.validate_python(data)
+    except ValidationError as exc:
+        return None, f"invalid {data.get('type')}: {exc.error_count()} errors"
+    if getattr(model, "type", None) != data["type"]:
+        return None, f"unknown event type {data['type']}"
+    extras = stray_keys(model)
+    if extras:
+        return None, f"unknown parameters: {extras}"
+    return model, None
+
+
+@dataclass
+class Turn:
+    transcript: str
+    answer: str  # the model's text output, verbatim
+
+
+@dataclass
+class FakeSession:
+    index: int
+    id: str
+    opened_at: float
+    ws: web.WebSocketResponse
+    configured: bool = False
+    session_config: dict[str, Any] | None = None
+    audio: bytearray = field(default_factory=bytearray)
+    append_times: list[tuple[float, int]] = field(default_factory=list)
+    appends: int = 0
+    client_events: list[str] = field(default_factory=list)
+    context_items: list[dict[str, Any]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    turns_sent: int = 0
+    responses: list[str] = field(default_factory=list)
+    closed_by_server: str | None = None
+
+
+@dataclass
+class Behaviour:
+    api_key: str = "sk-test"
+    turns: list[Turn] = field(default_factory=list)
+    turn_every_bytes: int | None = None  # emit the next turn after this much audio
+    repeat_turns: bool = False
+    refuse_connects: int = 0  # answer 503 to the first N upgrades
+    refuse_status: int = 503
+    drop_after_appends: list[int] = field(default_factory=list)  # per session index, abort after N
+    stall_after_appends: int | None = None
+    stall_seconds: float = 0.0
+    expire_after_s: float | None = None
+    errors_on_connect: list[tuple[str, str]] = field(default_factory=list)  # (type, code)
+    delay_session_updated_s: float = 0.0
+    validate_own_events: bool = True
+    response_delay_s: float = 0.0
+
+
+class FakeRealtimeServer:
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
+        self.sessions: list[FakeSession] = []
+        self.connect_attempts = 0
+        self.refused = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_get("/v1/realtime", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def violations(self) -> list[str]:
+        return [v for s in self.sessions for v in s.violations]
+
+    def audio(self) -> bytes:
+        return b"".join(bytes(s.audio) for s in self.sessions)
+
+    # ------------------------------------------------------------------ protocol
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids):06d}"
+
+    async def _send(self, session: FakeSession, event: dict[str, Any]) -> None:
+        event.setdefault("event_id", self._next_id("event"))
+        if self.behaviour.validate_own_events:
+            model = SERVER_EVENTS.validate_python(event)
+            assert model.type == event["type"], f"fake produced an invalid {event['type']}"
+        if not session.ws.closed:
+            await session.ws.send_str(json.dumps(event))
+
+    def _session_object(self, session: FakeSession) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": session.id,
+            "model": "gpt-realtime-1.5",
+            "expires_at": int(time.time()) + 3600,
+            "output_modalities": ["audio"],
+        }
+        if session.session_config:
+            for key in ("instructions", "output_modalities", "audio"):
+                if key in session.session_config:
+                    body[key] = session.session_config[key]
+        return body
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.connect_attempts += 1
+        behaviour = self.behaviour
+        if request.headers.get("Authorization") != f"Bearer {behaviour.api_key}":
+            return web.json_response(
+                {"error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": "bad key"}},
+                status=401,
+            )
+        if "OpenAI-Beta" in request.headers:
+            return web.json_response({"error": {"message": "beta header not allowed"}}, status=400)
+        if not request.query.get("model"):
+            return web.json_response({"error": {"message": "model required"}}, status=400)
+        if self.refused < behaviour.refuse_connects:
+            self.refused += 1
+            return web.json_response({"error": {"message": "unavailable"}}, status=behaviour.refuse_status)
+
+        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+        await ws.prepare(request)
+        session = FakeSession(len(self.sessions), self._next_id("sess"), time.monotonic(), ws)
+        self.sessions.append(session)
+        await self._send(session, {"type": "session.created", "session": self._session_object(session)})
+        for error_type, code in behaviour.errors_on_connect:
+            await self._send(
+                session, {"type": "error", "error": {"type": error_type, "code": code, "message": code}}
+            )
+        expiry: asyncio.Task[Any] | None = None
+        if behaviour.expire_after_s is not None:
+            expiry = self._spawn(self._expire(session, behaviour.expire_after_s))
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    session.violations.append("non-text frame")
+                    continue
+                await self._on_client_event(session, msg.data)
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+        return ws
+
+    async def _on_client_event(self, session: FakeSession, raw: str) -> None:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            session.violations.append("malformed JSON")
+            return
+        _, problem = validate_client_event(data)
+        kind = data.get("type") if isinstance(data, dict) else None
+        session.client_events.append(str(kind))
+        if problem is not None:
+            session.violations.append(problem)
+            await self._send(
+                session,
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "invalid_value",
+                        "message": problem,
+                        "event_id": data.get("event_id"),
+                    },
+                },
+            )
+            return
+        if kind == "session.update":
+            session_body = data["session"]
+            if session_body.get("type") != "realtime":
+                session.violations.append("session.update without type realtime")
+            session.session_config = session_body
+            if self.behaviour.delay_session_updated_s:
+                await asyncio.sleep(self.behaviour.delay_session_updated_s)
+            session.configured = True
+            await self._send(session, {"type": "session.updated", "session": self._session_object(session)})
+        elif kind == "input_audio_buffer.append":
+            if not session.configured:
+                session.violations.append("audio before session.update")
+            chunk = base64.b64decode(data["audio"])
+            session.audio += chunk
+            session.appends += 1
+            session.append_times.append((time.monotonic(), len(chunk)))
+            await self._after_append(session)
+        elif kind == "conversation.item.create":
+            session.context_items.append(data["item"])
+            item = dict(data["item"])
+            item.setdefault("id", self._next_id("item"))
+            item.update({"object": "realtime.item", "status": "completed"})
+            await self._send(
+                session, {"type": "conversation.item.added", "previous_item_id": None, "item": item}
+            )
+
+    async def _after_append(self, session: FakeSession) -> None:
+        behaviour = self.behaviour
+        drops = behaviour.drop_after_appends
+        if session.index < len(drops) and drops[session.index] and session.appends >= drops[session.index]:
+            session.closed_by_server = "dropped"
+            transport = session.ws._req.transport if session.ws._req else None  # abrupt: no close frame
+            if transport is not None:
+                transport.abort()
+            return
+        if behaviour.stall_after_appends is not None and session.appends == behaviour.stall_after_appends:
+            await asyncio.sleep(behaviour.stall_seconds)  # stop reading: backpressure on the client
+        every = behaviour.turn_every_bytes
+        if every and behaviour.turns and len(session.audio) >= every * (session.turns_sent + 1):
+            index = session.turns_sent
+            if index >= len(behaviour.turns) and not behaviour.repeat_turns:
+                return
+            session.turns_sent += 1
+            turn = behaviour.turns[index % len(behaviour.turns)]
+            self._spawn(self._play_turn(session, turn))
+
+    async def _play_turn(self, session: FakeSession, turn: Turn) -> None:
+        item_id = self._next_id("item")
+        audio_ms = len(session.audio) // 48
+        await self._send(
+            session,
+            {
+                "type": "input_audio_buffer.speech_started",
+                "item_id": item_id,
+                "audio_start_ms": max(0, audio_ms - 1500),
+            },
+        )
+        await self._send(
+            session,
+            {"type": "input_audio_buffer.speech_stopped", "item_id": item_id, "audio_end_ms": audio_ms},
+        )
+        await self._send(
+            session, {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None}
+        )
+        words = turn.transcript.split(" ")
+        half = " ".join(words[: len(words) // 2])
+        if half:
+            await self._send(
+                session,
+                {
+                    "type": "conversation.item.input_audio_transcription.delta",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "delta": half,
+                },
+            )
+        await self._send(
+            session,
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item_id,
+                "content_index": 0,
+                "transcript": turn.transcript,
+                "usage": {"type": "duration", "seconds": 1.5},
+            },
+        )
+        if self.behaviour.response_delay_s:
+            await asyncio.sleep(self.behaviour.response_delay_s)
+        response_id = self._next_id("resp")
+        out_item = self._next_id("item")
+        session.responses.append(response_id)
+        await self._send(
+            session,
+            {
+                "type": "response.created",
+                "response": {
+                    "id": response_id,
+                    "object": "realtime.response",
+                    "status": "in_progress",
+                    "output": [],
+                },
+            },
+        )
+        for i in range(0, len(turn.answer), 40):
+            await self._send(
+                session,
+                {
+                    "type": "response.output_text.delta",
+                    "response_id": response_id,
+                    "item_id": out_item,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": turn.answer[i : i + 40],
+                },
+            )
+        await self._send(
+            session,
+            {
+                "type": "response.output_text.done",
+                "response_id": response_id,
+                "item_id": out_item,
+                "output_index": 0,
+                "content_index": 0,
+                "text": turn.answer,
+            },
+        )
+        await self._send(
+            session,
+            {
+                "type": "response.done",
+                "response": {
+                    "id": response_id,
+                    "object": "realtime.response",
+                    "status": "completed",
+                    "output": [],
+                    "usage": {"total_tokens": 10, "input_tokens": 8, "output_tokens": 2},
+                },
+            },
+        )
+
+    async def _expire(self, session: FakeSession, after: float) -> None:
+        await asyncio.sleep(after)
+        session.closed_by_server = "expired"
+        message = "Your session hit the maximum duration of 60 minutes."
+        await self._send(
+            session,
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "code": "session_expired", "message": message},
+            },
+        )
+        await session.ws.close(code=1001, message=message.encode())
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

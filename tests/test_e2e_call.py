@@ -1,0 +1,142 @@
+"""End to end over real sockets: Twilio-like caller → relay → fake Realtime + fake Sync."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from relay.simulator import CallSpec, stream_call
+from relay.twilio_media import CloseCode
+from tests.conftest import QUESTION_ANSWER, StartRelay, qa_turns, speech_like_ulaw, tone_ulaw
+from tests.fakes.realtime_server import FakeRealtimeServer
+from tests.fakes.twilio_server import FakeTwilio
+
+PCM24K_BYTES_PER_ULAW_BYTE = 6
+
+
+async def _wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_call_publishes_transcripts_and_suggestions_in_seq_order(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
+) -> None:
+    fake_realtime.behaviour.turns = qa_turns(2)
+    fake_realtime.behaviour.turn_every_bytes = 48_000  # one turn per second of audio
+    relay = await start_relay()
+    audio = speech_like_ulaw(2.5)
+    spec = CallSpec(audio={"inbound": audio}, pace=0)
+
+    result = await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+
+    assert result.close_code == CloseCode.NORMAL
+    await _wait_for(lambda: relay.state.idle)
+    stream = f"FLEX_ASSIST_{spec.call_sid}"
+    assert [name for name, _ in fake_twilio.state.stream_creates] == [stream]
+    published = fake_twilio.messages_for(stream)
+    assert [m["seq"] for m in published] == list(range(1, len(published) + 1))
+    assert all(m["v"] == 1 and m["call_sid"] == spec.call_sid for m in published)
+    kinds = [m["type"] for m in published]
+    assert kinds[0] == "status" and published[0]["state"] == "started"
+    assert kinds[-1] == "status" and published[-1]["state"] == "ended"
+    suggestions = [m for m in published if m["type"] == "suggestion"]
+    assert len(suggestions) == 2
+    expected = json.loads(QUESTION_ANSWER)
+    for s in suggestions:
+        assert s["question"] == expected["question"] and s["answer"] == expected["answer"]
+        assert json.loads(s["transcript"]) == expected  # the field the existing plugin parses
+    finals = [m for m in published if m["type"] == "transcript" and m["final"]]
+    assert [m["text"] for m in finals] == [t.transcript for t in qa_turns(2)]
+    assert all(m["speaker"] == "customer" and "transcript" not in m for m in finals)
+    # The model got every sample: 3 PCM samples (6 bytes) per μ-law byte, flushed exactly.
+    assert fake_realtime.violations == []
+    assert len(fake_realtime.audio()) == len(audio) * PCM24K_BYTES_PER_ULAW_BYTE
+
+
+async def test_session_update_comes_first_and_is_ga_shaped(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay(transcription_model="gpt-transcribe")
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(0.5)}, pace=0)
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await _wait_for(lambda: relay.state.idle)
+
+    session = fake_realtime.sessions[0]
+    assert session.client_events[0] == "session.update"
+    assert set(session.client_events[1:]) == {"input_audio_buffer.append"}
+    config = session.session_config
+    assert config is not None and config["type"] == "realtime"
+    assert config["output_modalities"] == ["text"]
+    audio_input = config["audio"]["input"]
+    assert audio_input["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert audio_input["transcription"]["model"] == "gpt-transcribe"
+    assert audio_input["turn_detection"]["type"] == "server_vad"
+    assert "You assist a human contact-center agent" in config["instructions"]
+
+
+async def test_a_1khz_tone_arrives_as_1khz_at_24khz(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay()
+    tone = tone_ulaw(1000.0, seconds=1.0)
+    spec = CallSpec(audio={"inbound": tone}, pace=0)
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await _wait_for(lambda: relay.state.idle)
+
+    pcm = np.frombuffer(fake_realtime.audio(), dtype="<i2").astype(np.float64)
+    assert len(pcm) == 3 * len(tone)
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))
+    peak_hz = np.argmax(spectrum) * 24000 / len(pcm)
+    assert abs(peak_hz - 1000.0) < 2.0
+    # Nothing of substance above the telephone band: images are filtered out.
+    freqs = np.fft.rfftfreq(len(pcm), 1 / 24000)
+    image_db = 20 * np.log10(spectrum[freqs > 4600].max() / spectrum.max())
+    assert image_db < -60
+
+
+async def test_pcmu_setting_passes_mulaw_through_unchanged(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay(audio_format="pcmu")
+    audio = speech_like_ulaw(1.0)
+    spec = CallSpec(audio={"inbound": audio}, pace=0)
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await _wait_for(lambda: relay.state.idle)
+    assert fake_realtime.sessions[0].session_config["audio"]["input"]["format"] == {"type": "audio/pcmu"}  # type: ignore[index]
+    assert fake_realtime.audio() == audio
+
+
+async def test_minimal_client_with_unaligned_unpaced_payloads(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay(media_api_key="minimal-client-key-123")
+    audio = speech_like_ulaw(1.3)
+    spec = CallSpec(audio={"inbound": audio}, minimal=True, pace=0, frame_bytes=768)
+    result = await stream_call(relay.ws_url(), spec, headers={"apikey": "minimal-client-key-123"})
+    # The client never sends stop: it just closes. The relay finishes the call anyway.
+    await _wait_for(lambda: relay.state.idle)
+    assert result.frames_sent == -(-len(audio) // 768)
+    assert fake_realtime.violations == []
+    assert len(fake_realtime.audio()) == len(audio) * PCM24K_BYTES_PER_ULAW_BYTE
+
+
+async def test_both_tracks_are_split_and_only_the_customer_reaches_the_model(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay()
+    customer = tone_ulaw(1000.0, seconds=0.6)
+    agent = tone_ulaw(300.0, seconds=0.6)
+    spec = CallSpec(audio={"inbound": customer, "outbound": agent}, pace=0)
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await _wait_for(lambda: relay.state.idle)
+    pcm = np.frombuffer(fake_realtime.audio(), dtype="<i2").astype(np.float64)
+    assert len(pcm) == 3 * len(customer)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(pcm))) * 24000 / len(pcm)
+    assert abs(peak_hz - 1000.0) < 5.0
