@@ -202,13 +202,12 @@ class StreamingUpsampler:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def flush(self) -> FloatArray:
-        """Push zeros through to emit the delayed tail, then reset."""
-        pending_skip = self._skip
+        """Push `delay` zeros through to emit the delayed tail, then reset.
+
+        The leading `delay·L` outputs were skipped, so the zeros' outputs complete the
+        total to exactly L × (all input) — however little input there was.
+        """
         tail = self.process(np.zeros(self._delay_inputs, dtype=np.float32))
-        # With fewer than `delay` real inputs seen, the zeros' own output would overshoot;
-        # trim to exactly what the real input accounts for.
-        if pending_skip:
-            tail = tail[: max(0, tail.shape[0] - pending_skip)]
         self.reset()
         return tail
 

@@ -1,0 +1,89 @@
+"""Sync message shapes and the 4 KiB rule."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync_publisher import messages
+from sync_publisher.limiter import RateLimiter, SlidingWindowLimiter
+
+CALL = "CA" + "f" * 32
+
+
+def test_suggestion_carries_the_legacy_transcript_field() -> None:
+    item = messages.suggestion("Q?", "A.", "resp_1")
+    body = item.with_seq(CALL, 7)
+    assert body == {
+        "v": 1,
+        "type": "suggestion",
+        "call_sid": CALL,
+        "seq": 7,
+        "id": "resp_1",
+        "question": "Q?",
+        "answer": "A.",
+        "transcript": '{"question":"Q?","answer":"A."}',
+    }
+
+
+def test_transcript_and_status_shapes() -> None:
+    t = messages.transcript("customer", "hello", final=True, utterance_id="item_1").with_seq(CALL, 1)
+    assert t == {
+        "v": 1,
+        "type": "transcript",
+        "call_sid": CALL,
+        "seq": 1,
+        "id": "item_1",
+        "speaker": "customer",
+        "text": "hello",
+        "final": True,
+    }
+    s = messages.status("degraded", "model_unavailable").with_seq(CALL, 2)
+    assert s["state"] == "degraded" and "transcript" not in s
+
+
+def test_a_10_kib_answer_is_split_into_parts_that_join_back() -> None:
+    answer = ("Refunds take five to seven business days. " * 300)[:10_240] + 'é✓"\\'
+    item = messages.suggestion("Where is my refund?", answer, "resp_9")
+    parts = messages.split(item, CALL)
+    assert len(parts) >= 3
+    bodies = [p.with_seq(CALL, 10**6 + i) for i, p in enumerate(parts)]
+    assert all(len(json.dumps(b, ensure_ascii=False, separators=(",", ":")).encode()) <= 4096 for b in bodies)
+    assert [b["part"] for b in bodies] == list(range(1, len(parts) + 1))
+    assert {b["parts"] for b in bodies} == {len(parts)}
+    assert "".join(b["answer"] for b in bodies) == answer
+    for b in bodies:  # every part still works for the legacy plugin
+        legacy = json.loads(b["transcript"])
+        assert legacy == {"question": "Where is my refund?", "answer": b["answer"]}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(min_size=0, max_size=12_000))
+def test_every_part_fits_and_the_text_survives(text: str) -> None:
+    item = messages.transcript("customer", text, final=True, utterance_id="u")
+    parts = messages.split(item, CALL)
+    assert all(len(messages.encode(p.with_seq(CALL, 10**9))) <= 4096 for p in parts)
+    assert "".join(p.body["text"] for p in parts) == text
+
+
+def test_sliding_window_never_admits_more_than_the_limit_per_window() -> None:
+    limiter = SlidingWindowLimiter(30, 1.0)
+    now, sent = 0.0, []
+    while len(sent) < 200:
+        wait = limiter.delay(now)
+        now += wait
+        sent.append(now)
+        limiter.record(now)
+        now += 0.001
+    for i in range(len(sent) - 30):
+        assert sent[i + 30] - sent[i] >= 1.0 - 1e-9
+
+
+def test_rate_limiter_honours_both_windows() -> None:
+    limiter = RateLimiter(30, 10)
+    assert limiter.delay(0.0) == 0.0
+    for i in range(30):
+        limiter.record(i * 0.001)
+    assert 0.9 < limiter.delay(0.05) <= 1.0

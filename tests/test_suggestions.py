@@ -1,0 +1,27 @@
+"""Turning model text into suggestions."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.suggestions import Suggestion, parse_model_answer
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"question": "Q?", "answer": "A."}', Suggestion("Q?", "A.", True)),
+        ('```json\n{"question": "Q?", "answer": "A."}\n```', Suggestion("Q?", "A.", True)),
+        ('```\n{"question": "Q?", "answer": "A."}\n```', Suggestion("Q?", "A.", True)),
+        ('  {"answer": "Only an answer"}  ', Suggestion("", "Only an answer", True)),
+        ("Tell them the refund takes 5 days.", Suggestion("", "Tell them the refund takes 5 days.", False)),
+        ('"just a json string"', Suggestion("", "just a json string", False)),
+        ("{}", None),
+        ('{"question": "Q?", "answer": ""}', None),
+        ("", None),
+        ("```json\n```", None),
+        ("[1, 2]", None),
+    ],
+)
+def test_parse_model_answer(text: str, expected: Suggestion | None) -> None:
+    assert parse_model_answer(text) == expected
