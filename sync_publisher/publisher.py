@@ -132,6 +132,7 @@ class StreamPublisher:
         self._closing = False
         self._recreated = False
         self._stream_ready = False
+        self._in_flight: Outgoing | None = None
         self._next_ttl_refresh = 0.0
         self.report = StreamReport(stream)
         self._task = asyncio.create_task(self._run(), name=f"sync-publisher:{stream}")
@@ -214,7 +215,9 @@ class StreamPublisher:
                 continue
             item = self._queue.popleft()
             self._seq += 1  # given once: a retried message keeps it
+            self._in_flight = item
             await self._send(item, encode(item.with_seq(self.call_sid, self._seq)).decode())
+            self._in_flight = None
 
     async def _send(self, item: Outgoing, data: str) -> None:
         first_try = self._clock()
@@ -328,6 +331,9 @@ class StreamPublisher:
                 pass
         except Exception:
             log.exception("sync publisher task failed", extra={"stream": self.stream})
+        if self._in_flight is not None:  # cancelled mid-send: its fate is unknown, count it
+            self._drop(self._in_flight, "flush_deadline")
+            self._in_flight = None
         while self._queue:
             self._drop(self._queue.popleft(), "flush_deadline")
         return self.report
