@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sync_publisher import PublisherConfig, SyncPublisher, messages  # noqa: E402
-from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_client  # noqa: E402
-from tests.fakes.twilio_server import FakeTwilio  # noqa: E402
+from sync_publisher import PublisherConfig, SyncPublisher, messages
+from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_client
+from tests.fakes.twilio_server import FakeTwilio
 
 
 async def run(total: int, streams: int, p429: float, latency_s: float) -> None:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
         "https://sync.twilio.com", validation_alias=_env("TWILIO_SYNC_BASE_URL")
     )
     twilio_iam_base_url: str = Field("https://iam.twilio.com", validation_alias=_env("TWILIO_IAM_BASE_URL"))
+    twilio_webhook_shared_key: SecretStr | None = Field(
+        None, validation_alias=_env("RELAY_TWILIO_WEBHOOK_SHARED_KEY")
+    )
     twilio_http_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_TWILIO_HTTP_TIMEOUT_S"))
 
     # --- Serving

@@ -11,7 +11,7 @@ import pytest
 
 from sync_publisher import PublisherConfig, StreamPublisher, SyncPublisher, messages
 from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_client
-from tests.fakes.twilio_server import Fault, FakeTwilio
+from tests.fakes.twilio_server import FakeTwilio, Fault
 
 CALL = "CA" + "e" * 32
 STREAM = f"FLEX_ASSIST_{CALL}"
