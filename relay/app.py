@@ -45,9 +45,7 @@ class UnconfiguredConnector:
     """Stands in when no model is configured: every call is told assist is unavailable."""
 
     async def open(self, config: SessionConfig) -> RealtimeSession:
-        raise RealtimeConnectError(
-            "no model configured (set OPENAI_API_KEY or RELAY_ENGINE=local)", fatal=True
-        )
+        raise RealtimeConnectError("no model configured (set OPENAI_API_KEY or RELAY_ENGINE=local)", fatal=True)
 
 
 @dataclass(eq=False)
@@ -117,6 +115,11 @@ class RelayState:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         return task
+
+    async def background_idle(self) -> None:
+        """Wait until every background task (status flushes, socket closes) is done."""
+        while self.background:
+            await asyncio.gather(*list(self.background), return_exceptions=True)
 
     def live_bridges(self) -> list[CallBridge]:
         return [h.bridge for h in self.calls.values()] + [h.bridge for h in self.finishing]
@@ -253,11 +256,7 @@ def _twilio_client(settings: Settings) -> Client:
 def _warn_about_open_doors(settings: Settings, state: RelayState) -> None:
     if state.request_validator is None and settings.media_api_key is None:
         log.warning("media endpoint is unauthenticated: set TWILIO_AUTH_TOKEN and RELAY_PUBLIC_URL")
-    elif (
-        state.request_validator is not None
-        and settings.public_url is None
-        and settings.require_twilio_signature
-    ):
+    elif state.request_validator is not None and settings.public_url is None and settings.require_twilio_signature:
         log.error("RELAY_PUBLIC_URL is unset: Twilio signatures cannot be checked, every stream is refused")
     if state.sync is None:
         log.warning("Twilio Sync is not configured: messages go to the in-process hub (console only)")

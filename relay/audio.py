@@ -190,14 +190,10 @@ class StreamingUpsampler:
         itemsize = extended.itemsize
         parts: list[FloatArray] = []
         if blocks:
-            rows = np.ndarray(
-                (blocks, _BLOCK + taps - 1), np.float32, extended, 0, (_BLOCK * itemsize, itemsize)
-            )
+            rows = np.ndarray((blocks, _BLOCK + taps - 1), np.float32, extended, 0, (_BLOCK * itemsize, itemsize))
             parts.append(np.matmul(rows, self._block).reshape(-1))
         if rest:
-            windows = np.ndarray(
-                (rest, taps), np.float32, extended, blocks * _BLOCK * itemsize, (itemsize, itemsize)
-            )
+            windows = np.ndarray((rest, taps), np.float32, extended, blocks * _BLOCK * itemsize, (itemsize, itemsize))
             parts.append((windows @ self._bank).reshape(-1))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

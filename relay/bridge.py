@@ -148,9 +148,7 @@ class CallBridge:
             text = self._partial_text.get(event.item_id, "") + event.delta
             self._partial_text[event.item_id] = text
             self.partials += 1
-            self._channel.publish(
-                messages.transcript("customer", text, final=False, utterance_id=event.item_id)
-            )
+            self._channel.publish(messages.transcript("customer", text, final=False, utterance_id=event.item_id))
         elif isinstance(event, TranscriptCompleted):
             self._partial_text.pop(event.item_id, None)
             text = event.transcript.strip()
@@ -159,9 +157,7 @@ class CallBridge:
             self.transcripts += 1
             self._recent.append(f"Customer: {text}")
             self._last_question = text
-            self._channel.publish(
-                messages.transcript("customer", text, final=True, utterance_id=event.item_id)
-            )
+            self._channel.publish(messages.transcript("customer", text, final=True, utterance_id=event.item_id))
             if self._config.log_transcripts:
                 log.info("transcript", extra={"speaker": "customer", "text": text})
         elif isinstance(event, TranscriptFailed):
@@ -194,11 +190,13 @@ class CallBridge:
         self._recent.append(f"Suggested answer: {parsed.answer}")
         if self._last_speech_stopped is not None:
             self.suggestion_latencies.append(time.monotonic() - self._last_speech_stopped)
-        self._channel.publish(
-            messages.suggestion(question, parsed.answer, event.response_id or event.item_id)
-        )
+        self._channel.publish(messages.suggestion(question, parsed.answer, event.response_id or event.item_id))
         if self._config.log_transcripts:
             log.info("suggestion", extra={"question": question, "answer": parsed.answer})
+
+    def publish(self, item: messages.Outgoing) -> None:
+        """Publish an out-of-band message (e.g. a stream status) on this call's channel."""
+        self._channel.publish(item)
 
     def on_link_state(self, state: str, reason: str) -> None:
         self.events[f"status_{state}"] += 1

@@ -61,12 +61,7 @@ class FlexTokenValidator:
         self.requests = 0
 
     async def validate(self, token: str) -> FlexIdentity:
-        if (
-            not token
-            or len(token) > MAX_TOKEN_LENGTH
-            or not token.isascii()
-            or any(c.isspace() for c in token)
-        ):
+        if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii() or any(c.isspace() for c in token):
             raise FlexAuthError(401, "malformed token")
         key = hashlib.sha256(token.encode()).hexdigest()
         cached = self._cache.get(key)

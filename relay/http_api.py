@@ -1,10 +1,42 @@
-"""HTTP endpoints: health, readiness, metrics, and the Flex-facing API."""
+"""HTTP endpoints: health, readiness, metrics, and the Flex-facing API.
+
+The Flex-facing API is wire-compatible with the voice-assist plugin's Twilio Functions
+(reference §E1): `GET /token` and `POST /stream {"action","callSid","Token"} → {"result": true}`.
+New plugins can use `POST`/`DELETE /calls/{callSid}/assist` (same code, Bearer token).
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
+import hmac
+import logging
+import re
+from typing import Any
 
-from .app import RELAY
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import HMAC_SHA256, RequestValidator, get_signature_algorithm
+
+from sync_publisher import messages
+from sync_publisher.tokens import mint_sync_token
+
+from .app import RELAY, RelayState
+from .flex_auth import FlexAuthError, FlexIdentity
+from .openapi import OPENAPI
+
+log = logging.getLogger("relay.http")
+
+CALL_SID_RE = re.compile(r"^CA[0-9a-fA-F]{32}$")
+STREAM_EVENTS = frozenset({"stream-started", "stream-stopped", "stream-error"})
+_MAX_BODY = 64 * 1024
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+# ---------------------------------------------------------------------------- health
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -27,7 +59,331 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=state.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+# ---------------------------------------------------------------------------- Flex auth
+
+
+async def _request_fields(request: web.Request) -> dict[str, str]:
+    """Query parameters plus a JSON or form body, as strings (the plugin sends either)."""
+    fields = {k: v for k, v in request.query.items()}
+    if request.method in ("POST", "PUT", "DELETE") and request.can_read_body:
+        if request.content_length is not None and request.content_length > _MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=_MAX_BODY, actual_size=request.content_length)
+        raw = await request.read()
+        if raw:
+            if request.content_type == "application/json":
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise web.HTTPBadRequest(
+                        text='{"error":"malformed JSON"}', content_type="application/json"
+                    ) from None
+                if not isinstance(body, dict):
+                    raise web.HTTPBadRequest(text='{"error":"body must be an object"}', content_type="application/json")
+                fields.update({k: v for k, v in body.items() if isinstance(v, str)})
+            else:
+                form = await request.post()
+                fields.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return fields
+
+
+def _flex_token(request: web.Request, fields: dict[str, str]) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return fields.get("Token") or fields.get("token")
+
+
+async def _authenticate(state: RelayState, token: str | None) -> FlexIdentity:
+    if not token:
+        state.stats.flex_auth["missing"] += 1
+        raise FlexAuthError(401, "a Flex token is required (Authorization: Bearer … or Token)")
+    if state.flex_validator is None:
+        state.stats.flex_auth["unconfigured"] += 1
+        raise FlexAuthError(503, "Flex token validation is not configured (TWILIO_ACCOUNT_SID/AUTH_TOKEN)")
+    try:
+        identity = await state.flex_validator.validate(token)
+    except FlexAuthError as exc:
+        state.stats.flex_auth[{401: "invalid", 503: "iam_unavailable"}.get(exc.status, "denied")] += 1
+        raise
+    allowed = set(state.settings.flex_allowed_roles)
+    if allowed and not allowed.intersection(identity.roles):
+        state.stats.flex_auth["role_denied"] += 1
+        raise FlexAuthError(403, "this Flex role may not use agent assist")
+    state.stats.flex_auth["ok"] += 1
+    return identity
+
+
+# ---------------------------------------------------------------------------- /token
+
+
+async def token(request: web.Request) -> web.Response:
+    state = request.app[RELAY]
+    settings = state.settings
+    fields = await _request_fields(request)
+    flex_token = _flex_token(request, fields)
+    if flex_token:
+        try:
+            identity = (await _authenticate(state, flex_token)).identity
+        except FlexAuthError as exc:
+            return _error(exc.status, exc.reason)
+    elif "identity" in fields:
+        legacy = settings.legacy_token_identity
+        if legacy is None or not hmac.compare_digest(fields["identity"].encode(), legacy.encode()):
+            state.stats.flex_auth["legacy_denied"] += 1
+            return _error(401, "legacy identity mode is off or the identity does not match")
+        state.stats.flex_auth["legacy"] += 1
+        log.warning("Sync token issued in legacy shared-identity mode; move the plugin to Flex tokens")
+        identity = legacy
+    else:
+        state.stats.flex_auth["missing"] += 1
+        return _error(401, "a Flex token is required (Authorization: Bearer … or Token)")
+
+    if not (settings.twilio_account_sid and settings.twilio_api_key and settings.twilio_api_secret):
+        return _error(503, "Sync tokens are not configured (TWILIO_API_KEY/TWILIO_API_SECRET)")
+    if not settings.twilio_sync_service_sid:
+        return _error(503, "Sync is not configured (TWILIO_SYNC_SERVICE_SID)")
+    jwt = mint_sync_token(
+        account_sid=settings.twilio_account_sid,
+        api_key=settings.twilio_api_key,
+        api_secret=settings.twilio_api_secret.get_secret_value(),
+        service_sid=settings.twilio_sync_service_sid,
+        identity=identity,
+        ttl_s=settings.token_ttl_s,
+    )
+    return web.json_response(
+        {"token": jwt, "identity": identity, "ttl": settings.token_ttl_s},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# ---------------------------------------------------------------------------- stream control
+
+
+def stream_name(call_sid: str) -> str:
+    return f"assist_{call_sid}"
+
+
+async def _start_assist(state: RelayState, call_sid: str) -> web.Response:
+    settings = state.settings
+    client = state.twilio_client
+    ws_url = settings.media_ws_public_url(f"/ws/{call_sid}")
+    callback = settings.http_public_url("/twilio/stream-status")
+    if client is None or ws_url is None or callback is None:
+        return _error(503, "stream control needs Twilio credentials and RELAY_PUBLIC_URL")
+    try:
+        stream = await client.calls(call_sid).streams.create_async(
+            url=ws_url,
+            name=stream_name(call_sid),
+            track=settings.stream_track,
+            status_callback=callback,
+            status_callback_method="POST",
+        )
+    except TwilioRestException as exc:
+        if exc.status == 400 and "already" in str(exc.msg).lower():
+            log.info("assist already running for the call", extra={"call_sid": call_sid})
+            return web.json_response({"result": True, "already_running": True})
+        return _twilio_failure(exc, call_sid, "start")
+    except Exception as exc:
+        log.error("stream start failed: Twilio unreachable", extra={"call_sid": call_sid, "error": type(exc).__name__})
+        return _error(502, "Twilio could not be reached")
+    log.info("assist stream started", extra={"call_sid": call_sid, "stream_sid": stream.sid})
+    return web.json_response({"result": True, "stream_sid": stream.sid})
+
+
+async def _stop_assist(state: RelayState, call_sid: str) -> web.Response:
+    client = state.twilio_client
+    if client is None:
+        return _error(503, "stream control needs Twilio credentials")
+    try:
+        await client.calls(call_sid).streams(stream_name(call_sid)).update_async(status="stopped")
+    except TwilioRestException as exc:
+        if exc.status == 404:  # stopping is idempotent: nothing running is success
+            return web.json_response({"result": True, "already_stopped": True})
+        return _twilio_failure(exc, call_sid, "stop")
+    except Exception as exc:
+        log.error("stream stop failed: Twilio unreachable", extra={"call_sid": call_sid, "error": type(exc).__name__})
+        return _error(502, "Twilio could not be reached")
+    log.info("assist stream stopped", extra={"call_sid": call_sid})
+    return web.json_response({"result": True})
+
+
+def _twilio_failure(exc: TwilioRestException, call_sid: str, action: str) -> web.Response:
+    log.warning(
+        "stream control refused by Twilio",
+        extra={"call_sid": call_sid, "action": action, "status": exc.status, "code": exc.code},
+    )
+    if exc.status == 404:
+        return _error(404, "unknown call", twilio_code=exc.code)
+    if exc.code == 21220 or exc.status == 409:
+        return _error(409, "the call is not in progress", twilio_code=exc.code)
+    if exc.status >= 500 or exc.status == 429:
+        return _error(502, "Twilio failed; try again", twilio_code=exc.code)
+    return _error(400, "Twilio refused the request", twilio_code=exc.code)
+
+
+async def stream_control(request: web.Request) -> web.Response:
+    """`POST /stream`, exactly as the voice-assist plugin sends it."""
+    state = request.app[RELAY]
+    fields = await _request_fields(request)
+    try:
+        await _authenticate(state, _flex_token(request, fields))
+    except FlexAuthError as exc:
+        return _error(exc.status, exc.reason)
+    call_sid = fields.get("callSid", "")
+    if not CALL_SID_RE.match(call_sid):
+        return _error(400, "callSid must look like CA followed by 32 hex digits")
+    action = fields.get("action")
+    if action == "start":
+        return await _start_assist(state, call_sid)
+    if action == "stop":
+        return await _stop_assist(state, call_sid)
+    return _error(400, "action must be start or stop")
+
+
+async def call_assist(request: web.Request) -> web.Response:
+    """`POST`/`DELETE /calls/{callSid}/assist`: the same operations, RESTful."""
+    state = request.app[RELAY]
+    fields = await _request_fields(request)
+    try:
+        await _authenticate(state, _flex_token(request, fields))
+    except FlexAuthError as exc:
+        return _error(exc.status, exc.reason)
+    call_sid = request.match_info["callSid"]
+    if not CALL_SID_RE.match(call_sid):
+        return _error(400, "callSid must look like CA followed by 32 hex digits")
+    if request.method == "POST":
+        return await _start_assist(state, call_sid)
+    return await _stop_assist(state, call_sid)
+
+
+# ---------------------------------------------------------------------------- Twilio webhooks
+
+
+def verify_twilio_webhook(state: RelayState, request: web.Request, raw_body: bytes) -> bool:
+    """Form bodies, JSON bodies (`bodySHA256`), and the HMAC-SHA256 shared-key variant."""
+    settings = state.settings
+    signature = request.headers.get("X-Twilio-Signature")
+    public = settings.http_public_url(request.path)
+    if not signature or public is None:
+        return False
+    url = public + (f"?{request.query_string}" if request.query_string else "")
+    algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+    secret = settings.twilio_auth_token
+    if algorithm == HMAC_SHA256 and settings.twilio_webhook_shared_key is not None:
+        secret = settings.twilio_webhook_shared_key
+    if secret is None:
+        return False
+    validator = RequestValidator(secret.get_secret_value())
+    try:
+        body = raw_body.decode()
+    except UnicodeDecodeError:
+        return False
+    if "bodySHA256" in request.query:
+        return bool(validator.validate(url, body, signature, algorithm=algorithm))
+    params: dict[str, Any] = {}
+    if body:
+        from urllib.parse import parse_qs
+
+        params = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    return bool(validator.validate(url, params, signature, algorithm=algorithm))
+
+
+async def stream_status(request: web.Request) -> web.Response:
+    """Twilio's stream status callback: stream-started / stream-stopped / stream-error."""
+    state = request.app[RELAY]
+    raw = await request.read()
+    if not verify_twilio_webhook(state, request, raw):
+        state.stats.stream_callbacks["bad_signature"] += 1
+        log.warning("stream status callback refused: bad or missing signature")
+        return _error(403, "invalid Twilio signature")
+    if "bodySHA256" in request.query:
+        try:
+            loaded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return _error(400, "malformed JSON")
+        fields = {k: str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+    else:
+        form = await request.post()
+        fields = {k: str(v) for k, v in form.items()}
+    event = fields.get("StreamEvent", "")
+    call_sid = fields.get("CallSid", "")
+    if event not in STREAM_EVENTS or not CALL_SID_RE.match(call_sid):
+        state.stats.stream_callbacks["malformed"] += 1
+        return _error(400, "StreamEvent and CallSid are required")
+    state.stats.stream_callbacks[event] += 1
+    log.info(
+        "stream status",
+        extra={
+            "call_sid": call_sid,
+            "stream_sid": fields.get("StreamSid"),
+            "event": event,
+            "stream_error": fields.get("StreamError"),
+        },
+    )
+    if event == "stream-error":
+        _publish_status(state, call_sid, "degraded", f"stream error: {fields.get('StreamError', 'unknown')}"[:300])
+    return web.Response(status=204)
+
+
+def _publish_status(state: RelayState, call_sid: str, status: str, reason: str) -> None:
+    handle = state.calls.get(call_sid)
+    item = messages.status(status, reason)
+    if handle is not None:
+        handle.bridge.publish(item)
+        return
+    channel = state.open_channel(call_sid)
+    channel.publish(item)
+    state.spawn(channel.close(state.settings.sync_flush_deadline_s), name="status-flush")
+
+
+# ---------------------------------------------------------------------------- CORS
+
+_CORS_PATHS = ("/token", "/stream", "/calls/")
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(_CORS_PATHS) or request.path == "/calls":
+        return await handler(request)
+    state = request.app[RELAY]
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in state.settings.allowed_origins
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        if not allowed:
+            return web.Response(status=403, text="origin not allowed")
+        return web.Response(status=204, headers=_cors_headers(origin or "", preflight=True))
+    response = await handler(request)
+    if allowed and origin:
+        response.headers.update(_cors_headers(origin, preflight=False))
+    return response
+
+
+def _cors_headers(origin: str, *, preflight: bool) -> dict[str, str]:
+    headers = {
+        "Access-Control-Allow-Origin": origin,  # echoed, never "*": credentials are involved
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+    if preflight:
+        headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        headers["Access-Control-Max-Age"] = "600"
+    return headers
+
+
 def add_routes(app: web.Application) -> None:
+    app.middlewares.append(cors_middleware)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/token", token)
+    app.router.add_post("/token", token)
+    app.router.add_post("/stream", stream_control)
+    app.router.add_post("/calls/{callSid}/assist", call_assist)
+    app.router.add_delete("/calls/{callSid}/assist", call_assist)
+    app.router.add_post("/twilio/stream-status", stream_status)

@@ -23,9 +23,7 @@ class HubStats:
 
 
 class LocalHub:
-    def __init__(
-        self, *, history_per_call: int = 500, max_calls_kept: int = 50, subscriber_queue: int = 1000
-    ):
+    def __init__(self, *, history_per_call: int = 500, max_calls_kept: int = 50, subscriber_queue: int = 1000):
         self._history: dict[str, deque[dict[str, Any]]] = {}
         self._active: set[str] = set()
         self._history_per_call = history_per_call

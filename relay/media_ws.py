@@ -212,9 +212,7 @@ class MediaConnection:
                 if self._dispatch(event):
                     return
             elif kind is WSMsgType.BINARY:
-                raise ProtocolViolation(
-                    CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted", "binary_frame"
-                )
+                raise ProtocolViolation(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted", "binary_frame")
             elif kind is WSMsgType.ERROR:
                 exc = ws.exception()
                 code = getattr(exc, "code", None)
@@ -255,9 +253,7 @@ class MediaConnection:
     def _on_start(self, start: Start) -> None:
         state = self.state
         if self.path_call_sid is not None and self.path_call_sid != start.call_sid:
-            raise ProtocolViolation(
-                CloseCode.PROTOCOL_ORDER, "callSid differs from the URL", "call_sid_mismatch"
-            )
+            raise ProtocolViolation(CloseCode.PROTOCOL_ORDER, "callSid differs from the URL", "call_sid_mismatch")
         self.started_at = time.monotonic()
         self.last_media = self.started_at
         call_sid_var.set(start.call_sid)

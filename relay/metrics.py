@@ -109,38 +109,26 @@ class RelayCollector(Collector):
         yield _counter("relay_calls_started", "Calls started", stats.calls_started)
         yield _labelled("relay_calls_ended", "Calls ended, by reason", "reason", stats.calls_ended)
         yield _counter("relay_frames_in", "Media frames received", totals.frames_in)
-        yield _counter(
-            "relay_frames_forwarded", "Media frames forwarded to the model", totals.frames_forwarded
-        )
-        yield _labelled(
-            "relay_frames_dropped", "Media frames dropped, by reason", "reason", totals.frames_dropped
-        )
+        yield _counter("relay_frames_forwarded", "Media frames forwarded to the model", totals.frames_forwarded)
+        yield _labelled("relay_frames_dropped", "Media frames dropped, by reason", "reason", totals.frames_dropped)
         yield _counter("relay_realtime_appends", "input_audio_buffer.append events sent", totals.appends)
         yield _counter("relay_realtime_audio_bytes", "Audio bytes sent to the model", totals.bytes_forwarded)
         yield _counter("relay_realtime_connects", "Model sessions opened", totals.connects)
         yield _counter("relay_realtime_connect_failures", "Failed model connects", totals.connect_failures)
-        yield _counter(
-            "relay_realtime_reconnects", "Model reconnects after a lost session", totals.reconnects
-        )
+        yield _counter("relay_realtime_reconnects", "Model reconnects after a lost session", totals.reconnects)
         yield _counter("relay_realtime_rollovers", "Planned session rollovers", totals.rollovers)
         yield _labelled("relay_realtime_errors", "Model errors, by code", "code", totals.model_errors)
         yield _counter("relay_suggestions", "Suggestions produced", totals.suggestions)
         yield _counter("relay_transcripts", "Final transcripts produced", totals.transcripts)
-        yield _labelled(
-            "relay_ws_refusals", "Media WebSocket upgrades refused, by reason", "reason", stats.refusals
-        )
+        yield _labelled("relay_ws_refusals", "Media WebSocket upgrades refused, by reason", "reason", stats.refusals)
         yield _labelled(
             "relay_protocol_violations",
             "Connections closed for a protocol violation",
             "kind",
             stats.violations,
         )
-        yield _labelled(
-            "relay_media_events", "Non-audio Media Streams events, by name", "event", stats.media_events
-        )
-        yield _labelled(
-            "relay_stream_callbacks", "Stream status callbacks, by event", "event", stats.stream_callbacks
-        )
+        yield _labelled("relay_media_events", "Non-audio Media Streams events, by name", "event", stats.media_events)
+        yield _labelled("relay_stream_callbacks", "Stream status callbacks, by event", "event", stats.stream_callbacks)
         yield _labelled("relay_flex_auth", "Flex token checks, by outcome", "outcome", stats.flex_auth)
         yield _counter(
             "relay_streams_replaced",
@@ -151,15 +139,9 @@ class RelayCollector(Collector):
         if publisher is not None:
             yield _counter("relay_sync_published", "Sync messages accepted", publisher.published)
             yield _counter("relay_sync_retried", "Sync publish retries", publisher.retried)
-            yield _counter(
-                "relay_sync_coalesced", "Partial messages merged before sending", publisher.coalesced
-            )
-            yield _counter(
-                "relay_sync_recreated", "Sync streams recreated after vanishing", publisher.recreated
-            )
-            yield _labelled(
-                "relay_sync_dropped", "Sync messages dropped, by reason", "reason", publisher.dropped
-            )
+            yield _counter("relay_sync_coalesced", "Partial messages merged before sending", publisher.coalesced)
+            yield _counter("relay_sync_recreated", "Sync streams recreated after vanishing", publisher.recreated)
+            yield _labelled("relay_sync_dropped", "Sync messages dropped, by reason", "reason", publisher.dropped)
 
 
 def _counter(name: str, doc: str, value: float) -> Metric:
@@ -204,9 +186,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def monitor_loop_lag(
-    metrics: Metrics, interval_s: float = 0.25, record: list[float] | None = None
-) -> None:
+async def monitor_loop_lag(metrics: Metrics, interval_s: float = 0.25, record: list[float] | None = None) -> None:
     """Measure how late `sleep(interval)` wakes up; runs until cancelled."""
     loop = asyncio.get_running_loop()
     while True:

@@ -305,9 +305,7 @@ class ModelLink:
         finally:
             if next_session is not None and not next_session.done():
                 next_session.cancel()
-            elif (
-                next_session is not None and not next_session.cancelled() and next_session.exception() is None
-            ):
+            elif next_session is not None and not next_session.cancelled() and next_session.exception() is None:
                 spare = next_session.result()
                 await spare.session.close()
 

@@ -221,9 +221,7 @@ def translate_server_event(event: dict[str, Any]) -> ModelEvent:
         return TranscriptCompleted(str(event.get("item_id", "")), str(event.get("transcript") or ""))
     if kind == "conversation.item.input_audio_transcription.failed":
         error = event.get("error") or {}
-        return TranscriptFailed(
-            str(event.get("item_id", "")), error.get("code") if isinstance(error, dict) else None
-        )
+        return TranscriptFailed(str(event.get("item_id", "")), error.get("code") if isinstance(error, dict) else None)
     if kind == "response.created":
         response = event.get("response") or {}
         return ResponseStarted(str(response.get("id", "")))
@@ -248,9 +246,7 @@ def translate_server_event(event: dict[str, Any]) -> ModelEvent:
         error = event.get("error") or {}
         code = error.get("code")
         error_type = error.get("type")
-        return ModelError(
-            code, error_type, str(error.get("message", ""))[:300], classify_error(code, error_type)
-        )
+        return ModelError(code, error_type, str(error.get("message", ""))[:300], classify_error(code, error_type))
     return Other(str(kind))
 
 
@@ -333,9 +329,7 @@ class OpenAIRealtimeSession:
             except ConnectionClosed as exc:
                 self._closed = True
                 close = exc.rcvd
-                yield SessionClosed(
-                    close.code if close else None, (close.reason if close else "")[:200], expired
-                )
+                yield SessionClosed(close.code if close else None, (close.reason if close else "")[:200], expired)
                 return
             except Exception as exc:
                 self._closed = True

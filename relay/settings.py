@@ -31,17 +31,11 @@ class Settings(BaseSettings):
     transcription_language: str | None = Field(None, validation_alias=_env("RELAY_TRANSCRIPTION_LANGUAGE"))
     audio_format: Literal["pcm24k", "pcmu"] = Field("pcm24k", validation_alias=_env("RELAY_AUDIO_FORMAT"))
     append_batch_ms: int = Field(100, ge=20, le=1000, validation_alias=_env("RELAY_APPEND_BATCH_MS"))
-    audio_buffer_max_ms: int = Field(
-        10_000, ge=100, le=600_000, validation_alias=_env("RELAY_AUDIO_BUFFER_MAX_MS")
-    )
-    realtime_connect_timeout_s: float = Field(
-        10.0, gt=0, validation_alias=_env("RELAY_REALTIME_CONNECT_TIMEOUT_S")
-    )
+    audio_buffer_max_ms: int = Field(10_000, ge=100, le=600_000, validation_alias=_env("RELAY_AUDIO_BUFFER_MAX_MS"))
+    realtime_connect_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_REALTIME_CONNECT_TIMEOUT_S"))
     session_max_age_s: float = Field(55 * 60, gt=0, validation_alias=_env("RELAY_SESSION_MAX_AGE_S"))
     reconnect_max_attempts: int = Field(8, ge=0, validation_alias=_env("RELAY_RECONNECT_MAX_ATTEMPTS"))
-    reconnect_initial_delay_s: float = Field(
-        0.25, ge=0, validation_alias=_env("RELAY_RECONNECT_INITIAL_DELAY_S")
-    )
+    reconnect_initial_delay_s: float = Field(0.25, ge=0, validation_alias=_env("RELAY_RECONNECT_INITIAL_DELAY_S"))
     reconnect_max_delay_s: float = Field(8.0, gt=0, validation_alias=_env("RELAY_RECONNECT_MAX_DELAY_S"))
 
     # --- Prompts
@@ -55,13 +49,9 @@ class Settings(BaseSettings):
     twilio_api_secret: SecretStr | None = Field(None, validation_alias=_env("TWILIO_API_SECRET"))
     twilio_sync_service_sid: str | None = Field(None, validation_alias=_env("TWILIO_SYNC_SERVICE_SID"))
     twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias=_env("TWILIO_API_BASE_URL"))
-    twilio_sync_base_url: str = Field(
-        "https://sync.twilio.com", validation_alias=_env("TWILIO_SYNC_BASE_URL")
-    )
+    twilio_sync_base_url: str = Field("https://sync.twilio.com", validation_alias=_env("TWILIO_SYNC_BASE_URL"))
     twilio_iam_base_url: str = Field("https://iam.twilio.com", validation_alias=_env("TWILIO_IAM_BASE_URL"))
-    twilio_webhook_shared_key: SecretStr | None = Field(
-        None, validation_alias=_env("RELAY_TWILIO_WEBHOOK_SHARED_KEY")
-    )
+    twilio_webhook_shared_key: SecretStr | None = Field(None, validation_alias=_env("RELAY_TWILIO_WEBHOOK_SHARED_KEY"))
     twilio_http_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_TWILIO_HTTP_TIMEOUT_S"))
 
     # --- Serving
@@ -69,9 +59,7 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", validation_alias=_env("RELAY_HOST"))
     port: int = Field(8080, ge=0, le=65535, validation_alias=_env("RELAY_PORT"))
     use_uvloop: bool = Field(True, validation_alias=_env("RELAY_UVLOOP"))
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias=_env("RELAY_LOG_LEVEL")
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias=_env("RELAY_LOG_LEVEL"))
     log_transcripts: bool = Field(False, validation_alias=_env("RELAY_LOG_TRANSCRIPTS"))
     drain_deadline_s: float = Field(30.0, ge=0, validation_alias=_env("RELAY_DRAIN_DEADLINE_S"))
 
@@ -88,9 +76,7 @@ class Settings(BaseSettings):
 
     # --- Sync publishing
     sync_stream_name: str = Field("FLEX_ASSIST_{call_sid}", validation_alias=_env("RELAY_SYNC_STREAM_NAME"))
-    sync_stream_ttl_s: int = Field(
-        2 * 3600, ge=60, le=31_536_000, validation_alias=_env("RELAY_SYNC_STREAM_TTL_S")
-    )
+    sync_stream_ttl_s: int = Field(2 * 3600, ge=60, le=31_536_000, validation_alias=_env("RELAY_SYNC_STREAM_TTL_S"))
     sync_rate_per_s: float = Field(30.0, gt=0, validation_alias=_env("RELAY_SYNC_RATE_PER_S"))
     sync_burst_window_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_SYNC_BURST_WINDOW_S"))
     sync_queue_max: int = Field(256, ge=8, validation_alias=_env("RELAY_SYNC_QUEUE_MAX"))
@@ -99,9 +85,7 @@ class Settings(BaseSettings):
 
     # --- Flex-facing API
     legacy_token_identity: str | None = Field(None, validation_alias=_env("RELAY_LEGACY_TOKEN_IDENTITY"))
-    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), validation_alias=_env("RELAY_ALLOWED_ORIGINS")
-    )
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("RELAY_ALLOWED_ORIGINS"))
     token_ttl_s: int = Field(3600, ge=60, le=86_400, validation_alias=_env("RELAY_TOKEN_TTL_S"))
     flex_allowed_roles: Annotated[tuple[str, ...], NoDecode] = Field(
         ("agent", "supervisor", "admin"), validation_alias=_env("RELAY_FLEX_ALLOWED_ROLES")

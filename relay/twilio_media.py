@@ -224,15 +224,11 @@ class MediaStreamParser:
         for key, value in raw_params.items():
             text = _as_str(value) if not isinstance(value, dict | list) else None
             if text is None:
-                raise _violation(
-                    CloseCode.INVALID_PAYLOAD, "custom parameter values must be strings", "bad_field_type"
-                )
+                raise _violation(CloseCode.INVALID_PAYLOAD, "custom parameter values must be strings", "bad_field_type")
             size += len(key.encode()) + len(text.encode())
             params[key] = text
         if size > self._max_custom_params_bytes:
-            raise _violation(
-                CloseCode.PARAMETERS_TOO_LARGE, "custom parameters too large", "parameters_too_large"
-            )
+            raise _violation(CloseCode.PARAMETERS_TOO_LARGE, "custom parameters too large", "parameters_too_large")
 
         start = Start(
             call_sid=call_sid,
@@ -264,9 +260,7 @@ class MediaStreamParser:
         try:
             audio = binascii.a2b_base64(payload, strict_mode=True)
         except (binascii.Error, ValueError):
-            raise _violation(
-                CloseCode.INVALID_PAYLOAD, "payload is not valid base64", "invalid_base64"
-            ) from None
+            raise _violation(CloseCode.INVALID_PAYLOAD, "payload is not valid base64", "invalid_base64") from None
         track = body.get("track", "inbound")
         if track not in self.tracks:
             # Unknown names, or a track the start did not announce: drop and count.

@@ -94,18 +94,14 @@ class RunningRelay:
     def signed_headers(self, path: str = "/media") -> dict[str, str]:
         token = self.settings.twilio_auth_token
         assert token is not None
-        return {
-            "X-Twilio-Signature": sign_upgrade(token.get_secret_value(), f"wss://relay.example.test{path}")
-        }
+        return {"X-Twilio-Signature": sign_upgrade(token.get_secret_value(), f"wss://relay.example.test{path}")}
 
 
 StartRelay = Callable[..., Awaitable[RunningRelay]]
 
 
 @pytest.fixture
-async def start_relay(
-    fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
-) -> AsyncIterator[StartRelay]:
+async def start_relay(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio) -> AsyncIterator[StartRelay]:
     servers: list[TestServer] = []
 
     async def start(app: web.Application | None = None, **overrides: Any) -> RunningRelay:
@@ -139,7 +135,4 @@ def speech_like_ulaw(seconds: float, seed: int = 1) -> bytes:
 
 
 def qa_turns(n: int = 3) -> list[Turn]:
-    return [
-        Turn(transcript=f"Question number {i} about my refund please", answer=QUESTION_ANSWER)
-        for i in range(n)
-    ]
+    return [Turn(transcript=f"Question number {i} about my refund please", answer=QUESTION_ANSWER) for i in range(n)]

@@ -121,9 +121,7 @@ chunkings = st.lists(st.integers(min_value=0, max_value=700), min_size=0, max_si
     st.sampled_from([24000, 16000]),
     st.integers(min_value=0, max_value=2**31),
 )
-def test_any_chunking_gives_the_same_output_and_exact_length(
-    n: int, cuts: list[int], rate: int, seed: int
-) -> None:
+def test_any_chunking_gives_the_same_output_and_exact_length(n: int, cuts: list[int], rate: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
     one = audio.PcmTranscoder(rate)

@@ -81,9 +81,7 @@ async def test_session_update_comes_first_and_is_ga_shaped(
     assert "You assist a human contact-center agent" in config["instructions"]
 
 
-async def test_a_1khz_tone_arrives_as_1khz_at_24khz(
-    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
-) -> None:
+async def test_a_1khz_tone_arrives_as_1khz_at_24khz(start_relay: StartRelay, fake_realtime: FakeRealtimeServer) -> None:
     relay = await start_relay()
     tone = tone_ulaw(1000.0, seconds=1.0)
     spec = CallSpec(audio={"inbound": tone}, pace=0)

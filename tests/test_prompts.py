@@ -27,9 +27,7 @@ def test_known_names_load(library: PromptLibrary) -> None:
     assert library.select(None).name == "default"
 
 
-@pytest.mark.parametrize(
-    "name", ["../secret", "/etc/passwd", "nope", "default.md", "..", "a" * 200, "bil ling"]
-)
+@pytest.mark.parametrize("name", ["../secret", "/etc/passwd", "nope", "default.md", "..", "a" * 200, "bil ling"])
 def test_unknown_or_hostile_names_fall_back_to_the_default(library: PromptLibrary, name: str) -> None:
     selection = library.select(name)
     assert (selection.name, selection.fell_back) == ("default", True)

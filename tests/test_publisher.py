@@ -87,9 +87,7 @@ async def test_429_storms_500s_and_slow_answers_lose_no_final(
     assert all(len(m.raw.encode()) <= 4096 for m in state.messages)
 
 
-async def test_a_retried_message_keeps_its_seq(
-    transport: TwilioSyncTransport, fake_twilio: FakeTwilio
-) -> None:
+async def test_a_retried_message_keeps_its_seq(transport: TwilioSyncTransport, fake_twilio: FakeTwilio) -> None:
     fake_twilio.state.sync_faults.extend([Fault(500, 20500, "Internal Server Error")] * 3)
     publisher = open_stream(transport)
     publisher.publish(messages.status("started", "x"))
@@ -129,9 +127,7 @@ async def test_an_existing_stream_is_reused_and_its_ttl_extended(
     assert len(fake_twilio.messages_for(STREAM)) == 1
 
 
-async def test_ttl_is_refreshed_while_the_call_runs(
-    transport: TwilioSyncTransport, fake_twilio: FakeTwilio
-) -> None:
+async def test_ttl_is_refreshed_while_the_call_runs(transport: TwilioSyncTransport, fake_twilio: FakeTwilio) -> None:
     publisher = open_stream(transport, fast_config(stream_ttl_s=1))  # refresh every 0.5 s
     await asyncio.sleep(1.3)
     await publisher.close(deadline_s=2)
@@ -198,9 +194,7 @@ async def test_partials_are_coalesced_and_finals_never_dropped(
     assert len(partials) <= 3
 
 
-async def test_publish_never_blocks_or_raises(
-    transport: TwilioSyncTransport, fake_twilio: FakeTwilio
-) -> None:
+async def test_publish_never_blocks_or_raises(transport: TwilioSyncTransport, fake_twilio: FakeTwilio) -> None:
     fake_twilio.state.sync_delay_s = 1.0
     publisher = open_stream(transport, fast_config(queue_max=8))
     loop = asyncio.get_running_loop()

@@ -22,9 +22,7 @@ def test_environment_names_are_the_public_interface(monkeypatch: pytest.MonkeyPa
     assert settings.audio_format == "pcmu"
     assert settings.allowed_origins == ("https://flex.twilio.com", "https://example.com")
     assert settings.media_ws_public_url("/ws/CA1") == "wss://relay.example.com/ws/CA1"
-    assert (
-        settings.http_public_url("/twilio/stream-status") == "https://relay.example.com/twilio/stream-status"
-    )
+    assert settings.http_public_url("/twilio/stream-status") == "https://relay.example.com/twilio/stream-status"
     assert settings.twilio_sync_base_url == "http://127.0.0.1:9"
     assert settings.stream_name_for("CA9") == "FLEX_ASSIST_CA9"
 

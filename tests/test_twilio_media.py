@@ -95,9 +95,7 @@ def test_minimal_client_subset() -> None:
     assert isinstance(start, Start) and start.minimal and start.stream_sid is None
     assert start.tracks == ("inbound",)
     odd = bytes(range(200)) * 3 + b"\x01"  # 601 bytes: not frame aligned
-    media = parser.receive(
-        json.dumps({"event": "media", "media": {"payload": base64.b64encode(odd).decode()}})
-    )
+    media = parser.receive(json.dumps({"event": "media", "media": {"payload": base64.b64encode(odd).decode()}}))
     assert media == Media("inbound", odd, None)
 
 

@@ -191,9 +191,7 @@ class FakeRealtimeServer:
         self.sessions.append(session)
         await self._send(session, {"type": "session.created", "session": self._session_object(session)})
         for error_type, code in behaviour.errors_on_connect:
-            await self._send(
-                session, {"type": "error", "error": {"type": error_type, "code": code, "message": code}}
-            )
+            await self._send(session, {"type": "error", "error": {"type": error_type, "code": code, "message": code}})
         expiry: asyncio.Task[Any] | None = None
         if behaviour.expire_after_s is not None:
             expiry = self._spawn(self._expire(session, behaviour.expire_after_s))
@@ -254,9 +252,7 @@ class FakeRealtimeServer:
             item = dict(data["item"])
             item.setdefault("id", self._next_id("item"))
             item.update({"object": "realtime.item", "status": "completed"})
-            await self._send(
-                session, {"type": "conversation.item.added", "previous_item_id": None, "item": item}
-            )
+            await self._send(session, {"type": "conversation.item.added", "previous_item_id": None, "item": item})
 
     async def _after_append(self, session: FakeSession) -> None:
         behaviour = self.behaviour

@@ -276,9 +276,7 @@ class FakeTwilio:
             )
         return web.json_response(verdict)
 
-    def add_agent(
-        self, token: str, identity: str, roles: list[str] | None = None, *, valid: bool = True
-    ) -> None:
+    def add_agent(self, token: str, identity: str, roles: list[str] | None = None, *, valid: bool = True) -> None:
         verdict: dict[str, Any] = {
             "valid": valid,
             "code": 0 if valid else 20104,

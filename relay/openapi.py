@@ -1,0 +1,149 @@
+"""OpenAPI 3.1 description of the relay's HTTP surface, served at `/openapi.json`.
+
+A test keeps it equal to the app's routes (paths and methods), so it cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Bad request",
+        401: "Missing or invalid Flex token",
+        403: "Role not allowed / bad Twilio signature",
+        404: "Unknown call",
+        409: "Call not in progress",
+        502: "Twilio failed",
+        503: "Token service or configuration unavailable",
+    }
+    return {str(c): _json(_ERROR, text[c]) for c in codes}
+
+
+_FLEX_TOKEN: list[dict[str, list[str]]] = [{"bearerFlexToken": []}, {}]
+_STREAM_BODY = {
+    "type": "object",
+    "required": ["action", "callSid"],
+    "properties": {
+        "action": {"enum": ["start", "stop"]},
+        "callSid": {"type": "string", "pattern": "^CA[0-9a-fA-F]{32}$"},
+        "Token": {"type": "string", "description": "Flex SSO token (or Authorization: Bearer)"},
+    },
+}
+_RESULT = {"type": "object", "properties": {"result": {"const": True}}, "required": ["result"]}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Flex assist relay",
+        "version": "1",
+        "description": "Media Streams in, OpenAI Realtime, suggestions out over Twilio Sync.",
+    },
+    "paths": {
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: accepting calls, not draining, below the call limit",
+                "responses": {"200": _json({"type": "object"}, "ready"), "503": _json({"type": "object"}, "not ready")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}},
+            }
+        },
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "")}}},
+        "/token": {
+            method: {
+                "summary": "Sync access token for a validated Flex agent",
+                "security": _FLEX_TOKEN,
+                "parameters": [
+                    {"name": "Token", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "identity",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Legacy shared identity (only when RELAY_LEGACY_TOKEN_IDENTITY is set)",
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["token", "identity", "ttl"],
+                            "properties": {
+                                "token": {"type": "string"},
+                                "identity": {"type": "string"},
+                                "ttl": {"type": "integer"},
+                            },
+                        },
+                        "Sync JWT",
+                    ),
+                    **_errors(401, 403, 503),
+                },
+            }
+            for method in ("get", "post")
+        },
+        "/stream": {
+            "post": {
+                "summary": "Start or stop assist on a call (voice-assist plugin shape)",
+                "security": _FLEX_TOKEN,
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": _STREAM_BODY},
+                        "application/x-www-form-urlencoded": {"schema": _STREAM_BODY},
+                    }
+                },
+                "responses": {"200": _json(_RESULT, "done"), **_errors(400, 401, 403, 404, 409, 502, 503)},
+            }
+        },
+        "/calls/{callSid}/assist": {
+            method: {
+                "summary": summary,
+                "security": _FLEX_TOKEN,
+                "parameters": [{"name": "callSid", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json(_RESULT, "done"), **_errors(400, 401, 403, 404, 409, 502, 503)},
+            }
+            for method, summary in (("post", "Start assist on a call"), ("delete", "Stop assist on a call"))
+        },
+        "/twilio/stream-status": {
+            "post": {
+                "summary": "Twilio stream status callback (signed)",
+                "responses": {"204": {"description": "recorded"}, **_errors(400, 403)},
+            }
+        },
+        "/media": {
+            "get": {
+                "summary": "Twilio Media Streams WebSocket (signed upgrade, or API key for minimal clients)",
+                "responses": {
+                    "101": {"description": "upgraded"},
+                    "403": {"description": "bad signature"},
+                    "503": {"description": "draining or full"},
+                },
+            }
+        },
+        "/ws/{callSid}": {
+            "get": {
+                "summary": "Media Streams WebSocket at the URL the /stream endpoint gives Twilio",
+                "parameters": [{"name": "callSid", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "101": {"description": "upgraded"},
+                    "403": {"description": "bad signature"},
+                    "503": {"description": "draining or full"},
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearerFlexToken": {"type": "http", "scheme": "bearer", "description": "Flex SSO token"}},
+        "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}}},
+    },
+}
