@@ -256,6 +256,10 @@ class MediaConnection:
             raise ProtocolViolation(CloseCode.PROTOCOL_ORDER, "callSid differs from the URL", "call_sid_mismatch")
         self.started_at = time.monotonic()
         self.last_media = self.started_at
+        if self._timer is not None:  # from now on the idle and length deadlines apply
+            self._timer.cancel()
+        settings = state.settings
+        self._arm(min(settings.idle_timeout_s, settings.max_call_s))
         call_sid_var.set(start.call_sid)
         stream_sid_var.set(start.stream_sid)
         existing = state.calls.get(start.call_sid)

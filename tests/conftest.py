@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -114,6 +115,16 @@ async def start_relay(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
     yield start
     for server in servers:
         await server.close()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.02) -> None:
+    """Poll a condition the relay exposes; fail (never hang) when it does not come true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)
 
 
 def tone_ulaw(freq: float = 1000.0, seconds: float = 1.0, level_dbfs: float = -6.0) -> bytes:

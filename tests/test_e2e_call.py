@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
 
 from relay.simulator import CallSpec, stream_call
 from relay.twilio_media import CloseCode
-from tests.conftest import QUESTION_ANSWER, StartRelay, qa_turns, speech_like_ulaw, tone_ulaw
+from tests.conftest import QUESTION_ANSWER, StartRelay, qa_turns, speech_like_ulaw, tone_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_server import FakeTwilio
 
 PCM24K_BYTES_PER_ULAW_BYTE = 6
-
-
-async def _wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_call_publishes_transcripts_and_suggestions_in_seq_order(
@@ -37,7 +27,7 @@ async def test_call_publishes_transcripts_and_suggestions_in_seq_order(
     result = await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
 
     assert result.close_code == CloseCode.NORMAL
-    await _wait_for(lambda: relay.state.idle)
+    await wait_until(lambda: relay.state.idle)
     stream = f"FLEX_ASSIST_{spec.call_sid}"
     assert [name for name, _ in fake_twilio.state.stream_creates] == [stream]
     published = fake_twilio.messages_for(stream)
@@ -66,7 +56,7 @@ async def test_session_update_comes_first_and_is_ga_shaped(
     relay = await start_relay(transcription_model="gpt-transcribe")
     spec = CallSpec(audio={"inbound": speech_like_ulaw(0.5)}, pace=0)
     await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
-    await _wait_for(lambda: relay.state.idle)
+    await wait_until(lambda: relay.state.idle)
 
     session = fake_realtime.sessions[0]
     assert session.client_events[0] == "session.update"
@@ -86,7 +76,7 @@ async def test_a_1khz_tone_arrives_as_1khz_at_24khz(start_relay: StartRelay, fak
     tone = tone_ulaw(1000.0, seconds=1.0)
     spec = CallSpec(audio={"inbound": tone}, pace=0)
     await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
-    await _wait_for(lambda: relay.state.idle)
+    await wait_until(lambda: relay.state.idle)
 
     pcm = np.frombuffer(fake_realtime.audio(), dtype="<i2").astype(np.float64)
     assert len(pcm) == 3 * len(tone)
@@ -106,7 +96,7 @@ async def test_pcmu_setting_passes_mulaw_through_unchanged(
     audio = speech_like_ulaw(1.0)
     spec = CallSpec(audio={"inbound": audio}, pace=0)
     await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
-    await _wait_for(lambda: relay.state.idle)
+    await wait_until(lambda: relay.state.idle)
     assert fake_realtime.sessions[0].session_config["audio"]["input"]["format"] == {"type": "audio/pcmu"}  # type: ignore[index]
     assert fake_realtime.audio() == audio
 
@@ -119,7 +109,7 @@ async def test_minimal_client_with_unaligned_unpaced_payloads(
     spec = CallSpec(audio={"inbound": audio}, minimal=True, pace=0, frame_bytes=768)
     result = await stream_call(relay.ws_url(), spec, headers={"apikey": "minimal-client-key-123"})
     # The client never sends stop: it just closes. The relay finishes the call anyway.
-    await _wait_for(lambda: relay.state.idle)
+    await wait_until(lambda: relay.state.idle)
     assert result.frames_sent == -(-len(audio) // 768)
     assert fake_realtime.violations == []
     assert len(fake_realtime.audio()) == len(audio) * PCM24K_BYTES_PER_ULAW_BYTE
@@ -133,7 +123,7 @@ async def test_both_tracks_are_split_and_only_the_customer_reaches_the_model(
     agent = tone_ulaw(300.0, seconds=0.6)
     spec = CallSpec(audio={"inbound": customer, "outbound": agent}, pace=0)
     await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
-    await _wait_for(lambda: relay.state.idle)
+    await wait_until(lambda: relay.state.idle)
     pcm = np.frombuffer(fake_realtime.audio(), dtype="<i2").astype(np.float64)
     assert len(pcm) == 3 * len(customer)
     peak_hz = np.argmax(np.abs(np.fft.rfft(pcm))) * 24000 / len(pcm)

@@ -1,0 +1,232 @@
+"""Only Twilio (or a keyed minimal client) gets in; limits answer clearly; secrets stay out of logs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import aiohttp
+import pytest
+
+from relay.logs import configure_logging
+from relay.simulator import CallSpec, sign_upgrade, stream_call
+from relay.twilio_media import CloseCode
+from tests.conftest import (
+    API_SECRET,
+    OPENAI_KEY,
+    TWILIO_TOKEN,
+    RunningRelay,
+    StartRelay,
+    qa_turns,
+    speech_like_ulaw,
+    wait_until,
+)
+from tests.fakes.realtime_server import FakeRealtimeServer
+
+WSS_MEDIA = "wss://relay.example.test/media"
+
+
+async def _upgrade_status(url: str, headers: dict[str, str]) -> int:
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(url, headers=headers) as ws:
+                await ws.close()
+                return 101
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+
+# ------------------------------------------------------------------ signatures
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "path", "expected"),
+    [
+        (WSS_MEDIA, "/media", 101),  # Twilio's own algorithm over the public wss URL
+        ("wss://relay.example.test/ws/CA1", "/media", 403),  # replayed on another path
+        ("https://relay.example.test/media", "/media", 403),  # proxy-rewritten scheme
+        ("ws://relay.example.test/media", "/media", 403),
+        ("wss://relay.attacker.test/media", "/media", 403),  # another host
+    ],
+)
+async def test_upgrade_signature(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, signed_url: str, path: str, expected: int
+) -> None:
+    relay = await start_relay()
+    signature = sign_upgrade(TWILIO_TOKEN, signed_url)
+    status = await _upgrade_status(relay.ws_url(path), {"x-twilio-signature": signature})
+    assert status == expected
+    if expected == 403:
+        assert fake_realtime.connect_attempts == 0  # refused before any model session
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Twilio-Signature": "bm90LWEtc2lnbmF0dXJl"},
+        {"X-Twilio-Signature": sign_upgrade("some-other-auth-token-value", WSS_MEDIA)},
+        # Forwarded headers are ignored: the public URL comes from RELAY_PUBLIC_URL only.
+        {
+            "X-Twilio-Signature": sign_upgrade(TWILIO_TOKEN, "wss://evil.test/media"),
+            "X-Forwarded-Host": "evil.test",
+            "X-Forwarded-Proto": "wss",
+        },
+    ],
+)
+async def test_missing_or_wrong_signature_is_403(start_relay: StartRelay, headers: dict[str, str]) -> None:
+    relay = await start_relay()
+    assert await _upgrade_status(relay.ws_url(), headers) == 403
+    assert sum(relay.state.stats.refusals.values()) == 1
+
+
+async def test_minimal_clients_use_an_api_key_and_both_modes_coexist(start_relay: StartRelay) -> None:
+    relay = await start_relay(media_api_key="vendor-key-0123456789")
+    assert await _upgrade_status(relay.ws_url(), {"apikey": "vendor-key-0123456789"}) == 101
+    assert await _upgrade_status(relay.ws_url(), {"apikey": "wrong-key"}) == 403
+    assert await _upgrade_status(relay.ws_url(), relay.signed_headers()) == 101
+
+
+async def test_api_key_only_deployment_requires_the_key(start_relay: StartRelay) -> None:
+    relay = await start_relay(twilio_auth_token=None, media_api_key="vendor-key-0123456789")
+    assert await _upgrade_status(relay.ws_url(), {}) == 403
+    assert await _upgrade_status(relay.ws_url(), {"apikey": "vendor-key-0123456789"}) == 101
+
+
+# ------------------------------------------------------------------ limits
+
+
+async def test_max_calls_refuses_with_503_before_upgrade(start_relay: StartRelay) -> None:
+    relay = await start_relay(max_calls=1)
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(2.0)}, pace=1.0)
+    first = asyncio.create_task(stream_call(relay.ws_url(), spec, headers=relay.signed_headers()))
+    await wait_until(lambda: bool(relay.state.calls))
+    assert await _upgrade_status(relay.ws_url(), relay.signed_headers()) == 503
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+
+
+async def _call_close(relay: RunningRelay, spec: CallSpec, linger_s: float = 0.0) -> tuple[int | None, str]:
+    result = await stream_call(relay.ws_url(), spec, headers=relay.signed_headers(), linger_s=linger_s)
+    return result.close_code, result.close_reason
+
+
+async def test_message_too_big_closes_with_1009(start_relay: StartRelay) -> None:
+    relay = await start_relay(max_message_bytes=4096)
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(1.0)}, pace=0, frame_bytes=4000)
+    code, _ = await _call_close(relay, spec)
+    assert code == CloseCode.MESSAGE_TOO_BIG
+
+
+async def test_no_start_in_time_closes_with_4408(start_relay: StartRelay) -> None:
+    relay = await start_relay(start_timeout_s=0.3)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(relay.ws_url(), headers=relay.signed_headers()) as ws,
+    ):
+        msg = await asyncio.wait_for(ws.receive(), timeout=3)
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CloseCode.START_TIMEOUT
+        assert msg.extra == "no start message in time"
+
+
+async def test_idle_stream_closes_with_4410(start_relay: StartRelay) -> None:
+    relay = await start_relay(idle_timeout_s=0.3)
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(0.2)}, pace=0, send_stop=False)
+    code, reason = await _call_close(relay, spec, linger_s=2.0)
+    assert (code, reason) == (CloseCode.IDLE_TIMEOUT, "no media received in time")
+
+
+async def test_call_longer_than_the_limit_closes_with_4413(start_relay: StartRelay) -> None:
+    relay = await start_relay(max_call_s=0.4)
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(2.0)}, pace=1.0)
+    code, _ = await _call_close(relay, spec)
+    assert code == CloseCode.CALL_TOO_LONG
+
+
+async def test_custom_parameters_too_large_close_with_4431(start_relay: StartRelay) -> None:
+    relay = await start_relay(max_custom_params_bytes=64)
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(0.2)}, pace=0, custom_parameters={"note": "x" * 100})
+    code, _ = await _call_close(relay, spec)
+    assert code == CloseCode.PARAMETERS_TOO_LARGE
+
+
+# ------------------------------------------------------------------ duplicate streams
+
+
+async def test_a_second_stream_for_a_call_replaces_the_first_and_reuses_its_session(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay()
+    first_audio, second_audio = speech_like_ulaw(1.0, seed=1), speech_like_ulaw(1.0, seed=2)
+    first = CallSpec(audio={"inbound": first_audio}, pace=2.0, send_stop=False)
+    second = CallSpec(audio={"inbound": second_audio}, pace=0, call_sid=first.call_sid)
+    old = asyncio.create_task(stream_call(relay.ws_url(), first, headers=relay.signed_headers(), linger_s=1.0))
+    await wait_until(lambda: bool(relay.state.calls))
+    await asyncio.sleep(0.2)
+    new = await stream_call(relay.ws_url(), second, headers=relay.signed_headers())
+    replaced = await old
+    await wait_until(lambda: bool(relay.state.idle))
+    assert replaced.close_code == CloseCode.REPLACED
+    assert new.close_code == CloseCode.NORMAL
+    assert len(fake_realtime.sessions) == 1  # never a second model session
+    assert relay.state.stats.streams_replaced == 1
+    # Audio from both sockets reached the one session: the second stream in full.
+    received = len(fake_realtime.sessions[0].audio)
+    assert received >= len(second_audio) * 6
+
+
+# ------------------------------------------------------------------ logs
+
+
+async def _call_with_captured_logs(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, level: str, **overrides: object
+) -> str:
+    fake_realtime.behaviour.turns = qa_turns(1)
+    fake_realtime.behaviour.turn_every_bytes = 24_000
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    relay = await start_relay(**overrides)
+    settings = relay.settings
+    secrets = [
+        s.get_secret_value()
+        for s in (settings.openai_api_key, settings.twilio_auth_token, settings.twilio_api_secret)
+        if s is not None
+    ]
+    configure_logging(level, secrets)
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    try:
+        spec = CallSpec(audio={"inbound": speech_like_ulaw(1.0)}, pace=0)
+        await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+        await wait_until(lambda: bool(relay.state.idle))
+        await _get_token(relay)
+    finally:
+        root.handlers[:], root.level = saved
+    return stream.getvalue()
+
+
+async def _get_token(relay: RunningRelay) -> None:
+    async with aiohttp.ClientSession() as s, s.get(relay.http_url("/token?Token=flex-secret-token-xyz")) as r:
+        await r.read()
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_no_secret_or_transcript_reaches_the_logs(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, level: str
+) -> None:
+    logs = await _call_with_captured_logs(start_relay, fake_realtime, level)
+    assert "call summary" in logs  # the capture works
+    signature = sign_upgrade(TWILIO_TOKEN, WSS_MEDIA)
+    for secret in (OPENAI_KEY, TWILIO_TOKEN, API_SECRET, "flex-secret-token-xyz", signature):
+        assert secret not in logs
+    for text in ("Question number 0", "refund please", "within 30 days"):
+        assert text not in logs
+
+
+async def test_transcripts_are_logged_only_when_the_operator_opts_in(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    logs = await _call_with_captured_logs(start_relay, fake_realtime, "INFO", log_transcripts=True)
+    assert "Question number 0 about my refund please" in logs
+    assert OPENAI_KEY not in logs
