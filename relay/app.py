@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ class RelayState:
     pending_upgrades: int = 0
     draining: bool = False
     loop_lag_samples: list[float] = field(default_factory=list)
+    recent_summaries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
 
     def open_channel(self, call_sid: str) -> Channel:
         if self.sync is not None:
@@ -91,6 +93,7 @@ class RelayState:
                 max_delay_s=settings.reconnect_max_delay_s,
                 session_max_age_s=settings.session_max_age_s,
                 rollover_grace_s=min(120.0, max(5.0, 3600 - settings.session_max_age_s - 30)),
+                replay_max_bytes=settings.reconnect_replay_ms * bytes_per_ms,
             ),
         )
         session_config = SessionConfig(

@@ -240,6 +240,7 @@ class CallBridge:
             "frames_forwarded": link.forwarded_frames,
             "frames_dropped": dict(dropped),
             "bytes_forwarded": link.forwarded_bytes,
+            "bytes_replayed": link.replayed_bytes,
             "appends": link.appends,
             "transcripts": self.transcripts,
             "suggestions": self.suggestions,

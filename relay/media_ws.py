@@ -299,6 +299,7 @@ class MediaConnection:
             state.finishing.discard(handle)
             state.stats.finished.fold(handle.bridge)
         state.stats.calls_ended[self.end_reason] += 1
+        state.recent_summaries.append(summary)
         for latency in handle.bridge.suggestion_latencies:
             state.metrics.suggestion_latency.observe(latency)
         log.info("call summary", extra=summary)

@@ -53,12 +53,16 @@ class LinkConfig:
     retire_timeout_s: float = 20.0
     # At call end, how long to wait for an answer already being generated.
     final_response_wait_s: float = 3.0
+    # Audio sent just before a connection drops was never acknowledged (appends have no
+    # ack) and may be lost: keep this much and re-send it to the next session.
+    replay_max_bytes: int = 0
 
 
 @dataclass(slots=True)
 class LinkCounters:
     forwarded_frames: int = 0
     forwarded_bytes: int = 0
+    replayed_bytes: int = 0
     appends: int = 0
     dropped_frames: Counter[str] = field(default_factory=Counter)
     connects: int = 0
@@ -158,6 +162,8 @@ class ModelLink:
         self._rng = rng or random.Random()
         self.counters = LinkCounters()
         self._buffer = AudioBuffer(config.buffer_max_bytes)
+        self._recent: deque[bytes] = deque()  # the replay window: sent, not yet known to be heard
+        self._recent_bytes = 0
         self._wake = asyncio.Event()
         self._closing_event = asyncio.Event()
         self._closing = False
@@ -221,7 +227,9 @@ class ModelLink:
 
     async def _run(self) -> None:
         attempt = 0
-        while not self._closing:
+        # After the call ends, keep going while audio is buffered: `finish()` bounds this
+        # with the flush deadline, and the customer's last question deserves an answer.
+        while (not self._closing or len(self._buffer)) and self._failed is None:
             try:
                 watch = await self._open()
             except RealtimeConnectError as exc:
@@ -241,6 +249,7 @@ class ModelLink:
             if outcome == "closing":
                 return
             self._set_degraded("model_connection_lost")
+            self._replay_recent()
             # A session that dies young counts as a failed attempt, so a server that
             # accepts and drops at once is not hammered.
             if self._clock() - watch.opened_at < 5.0:
@@ -299,9 +308,13 @@ class ModelLink:
                     self._buffer.push_front(chunk, frames)  # nothing lost: resend on the next session
                     watch.closed.set()
                     return "lost"
-                self.counters.forwarded_frames += frames
-                self.counters.forwarded_bytes += len(chunk)
+                if frames:
+                    self.counters.forwarded_frames += frames
+                    self.counters.forwarded_bytes += len(chunk)
+                else:
+                    self.counters.replayed_bytes += len(chunk)
                 self.counters.appends += 1
+                self._remember(chunk)
         finally:
             if next_session is not None and not next_session.done():
                 next_session.cancel()
@@ -336,6 +349,8 @@ class ModelLink:
         if not (watch.turn_boundary.is_set() or overdue):
             return pending, watch
         new = pending.result()
+        self._recent.clear()  # a planned switch: the old session keeps what it was sent
+        self._recent_bytes = 0
         self.counters.rollovers += 1
         log.info("model session rolled over", extra={"at_turn_boundary": not overdue})
         retire = asyncio.create_task(self._retire(watch), name="model-retire")
@@ -399,6 +414,22 @@ class ModelLink:
 
     # ------------------------------------------------------------------ helpers
 
+    def _remember(self, chunk: bytes) -> None:
+        limit = self._config.replay_max_bytes
+        if limit <= 0:
+            return
+        self._recent.append(chunk)
+        self._recent_bytes += len(chunk)
+        while self._recent_bytes > limit and len(self._recent) > 1:
+            self._recent_bytes -= len(self._recent.popleft())
+
+    def _replay_recent(self) -> None:
+        """Queue the replay window ahead of new audio (frames 0: already counted as forwarded)."""
+        while self._recent:
+            chunk = self._recent.pop()
+            self._buffer.push_front(chunk, 0)
+        self._recent_bytes = 0
+
     def _fail(self, reason: str) -> None:
         if self._failed is not None:
             return
@@ -422,7 +453,11 @@ class ModelLink:
         return self._rng.uniform(cap / 2, cap)
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake early when the call ends (audio arriving must not cut it short)."""
+        """Back off. Wakes early when the call ends with nothing left to deliver; audio
+        arriving must not cut it short."""
+        if self._closing:
+            await asyncio.sleep(seconds)
+            return
         try:
             await asyncio.wait_for(self._closing_event.wait(), timeout=seconds)
         except TimeoutError:

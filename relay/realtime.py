@@ -24,6 +24,9 @@ log = logging.getLogger("relay.realtime")
 
 # ---------------------------------------------------------------------------- config
 
+# Errors naming this event id are the server rejecting our configuration: fatal.
+SESSION_UPDATE_EVENT_ID = "relay_session_update"
+
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
@@ -45,6 +48,7 @@ class SessionConfig:
             transcription["language"] = self.transcription_language
         return {
             "type": "session.update",
+            "event_id": SESSION_UPDATE_EVENT_ID,
             "session": {
                 "type": "realtime",
                 "instructions": self.instructions,
@@ -395,7 +399,8 @@ class OpenAIConnector:
 
 
 async def _await_session_updated(connection: Any) -> None:
-    """Read until `session.updated`; a config `error` first is fatal for this call."""
+    """Read until `session.updated`. An error about our `session.update` is fatal (the
+    configuration is wrong); other errors are classified like any other."""
     while True:
         data = orjson.loads(await connection.recv_bytes())
         kind = data.get("type") if isinstance(data, dict) else None
@@ -403,12 +408,12 @@ async def _await_session_updated(connection: Any) -> None:
             return
         if kind == "error":
             error = data.get("error") or {}
+            code = error.get("code") or error.get("type")
+            if error.get("event_id") == SESSION_UPDATE_EVENT_ID:
+                raise RealtimeConnectError(f"session configuration rejected: {code}", fatal=True)
             classification = classify_error(error.get("code"), error.get("type"))
-            if classification is not ErrorClass.IGNORABLE or error.get("event_id") is None:
-                raise RealtimeConnectError(
-                    f"session rejected: {error.get('code') or error.get('type')}",
-                    fatal=classification is ErrorClass.FATAL or error.get("type") == "invalid_request_error",
-                )
+            if classification is not ErrorClass.IGNORABLE:
+                raise RealtimeConnectError(f"session refused: {code}", fatal=classification is ErrorClass.FATAL)
 
 
 def _status_of(exc: BaseException) -> int | None:

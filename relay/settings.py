@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     audio_format: Literal["pcm24k", "pcmu"] = Field("pcm24k", validation_alias=_env("RELAY_AUDIO_FORMAT"))
     append_batch_ms: int = Field(100, ge=20, le=1000, validation_alias=_env("RELAY_APPEND_BATCH_MS"))
     audio_buffer_max_ms: int = Field(10_000, ge=100, le=600_000, validation_alias=_env("RELAY_AUDIO_BUFFER_MAX_MS"))
+    reconnect_replay_ms: int = Field(2000, ge=0, le=30_000, validation_alias=_env("RELAY_RECONNECT_REPLAY_MS"))
     realtime_connect_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_REALTIME_CONNECT_TIMEOUT_S"))
     session_max_age_s: float = Field(55 * 60, gt=0, validation_alias=_env("RELAY_SESSION_MAX_AGE_S"))
     reconnect_max_attempts: int = Field(8, ge=0, validation_alias=_env("RELAY_RECONNECT_MAX_ATTEMPTS"))

@@ -127,6 +127,34 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, int
         await asyncio.sleep(interval_s)
 
 
+def expected_pcm(ulaw: bytes, batch_bytes: int = 800) -> bytes:
+    """What the relay sends the model for `ulaw`: 100 ms batches through one transcoder."""
+    from relay.audio import PcmTranscoder
+
+    transcoder = PcmTranscoder(24000)
+    parts = [transcoder.process(ulaw[i : i + batch_bytes]) for i in range(0, len(ulaw), batch_bytes)]
+    return b"".join(parts) + transcoder.flush()
+
+
+def coverage(expected: bytes, pieces: list[bytes]) -> tuple[int, int]:
+    """(bytes of `expected` no piece covers, bytes covered twice). Each piece must be a
+    contiguous slice of `expected` (in order, unaltered), or the assertion fails."""
+    intervals = []
+    for piece in pieces:
+        if not piece:
+            continue
+        start = expected.find(piece[:4800])
+        assert start >= 0 and expected[start : start + len(piece)] == piece, "audio altered or out of order"
+        intervals.append((start, start + len(piece)))
+    intervals.sort()
+    covered, end = 0, 0
+    for lo, hi in intervals:
+        if hi > end:
+            covered += hi - max(lo, end)
+            end = hi
+    return len(expected) - covered, sum(hi - lo for lo, hi in intervals) - covered
+
+
 def tone_ulaw(freq: float = 1000.0, seconds: float = 1.0, level_dbfs: float = -6.0) -> bytes:
     n = int(8000 * seconds)
     amplitude = 32767 * 10 ** (level_dbfs / 20)

@@ -94,6 +94,7 @@ class Behaviour:
     expire_after_s: float | None = None
     errors_on_connect: list[tuple[str, str]] = field(default_factory=list)  # (type, code)
     delay_session_updated_s: float = 0.0
+    slow_sessions: int = 0  # the delay applies to the first N sessions only (0: to all)
     validate_own_events: bool = True
     response_delay_s: float = 0.0
 
@@ -235,7 +236,8 @@ class FakeRealtimeServer:
             if session_body.get("type") != "realtime":
                 session.violations.append("session.update without type realtime")
             session.session_config = session_body
-            if self.behaviour.delay_session_updated_s:
+            slow = self.behaviour.slow_sessions == 0 or session.index < self.behaviour.slow_sessions
+            if self.behaviour.delay_session_updated_s and slow:
                 await asyncio.sleep(self.behaviour.delay_session_updated_s)
             session.configured = True
             await self._send(session, {"type": "session.updated", "session": self._session_object(session)})
