@@ -38,8 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay.app")
 
-_PCM24K_BYTES_PER_MS = 48
-_PCMU_BYTES_PER_MS = 8
+_BYTES_PER_MS = {"pcm24k": 48, "pcm16k": 32, "pcmu": 8}
 
 
 class UnconfiguredConnector:
@@ -80,9 +79,11 @@ class RelayState:
     def new_bridge(self, start: Start) -> CallBridge:
         settings = self.settings
         selection = self.prompts.select(start.custom_parameters.get("prompt"))
-        bytes_per_ms = _PCMU_BYTES_PER_MS if settings.audio_format == "pcmu" else _PCM24K_BYTES_PER_MS
+        # The offline engine's recognizer takes 16 kHz; OpenAI takes 24 kHz PCM or μ-law.
+        audio_format = "pcm16k" if settings.effective_engine == "local" else settings.audio_format
+        bytes_per_ms = _BYTES_PER_MS[audio_format]
         config = BridgeConfig(
-            audio_format=settings.audio_format,
+            audio_format=audio_format,
             append_batch_ms=settings.append_batch_ms,
             flush_deadline_s=settings.sync_flush_deadline_s,
             log_transcripts=settings.log_transcripts,
@@ -98,7 +99,7 @@ class RelayState:
         )
         session_config = SessionConfig(
             instructions=selection.text,
-            audio_format=settings.audio_format,
+            audio_format=audio_format,
             transcription_model=settings.transcription_model,
             transcription_language=settings.transcription_language,
         )
@@ -159,7 +160,7 @@ def create_app(
     twilio_client: Client | None = None,
     flex_validator: FlexTokenValidator | None = None,
 ) -> web.Application:
-    from . import http_api, media_ws
+    from . import console, http_api, media_ws
 
     prompts = PromptLibrary.load(settings.prompts_dir, settings.prompt)
     stats = RelayStats()
@@ -188,10 +189,21 @@ def create_app(
     app.router.add_get("/media", media_ws.media_handler)
     app.router.add_get("/ws/{callSid}", media_ws.media_handler)
     http_api.add_routes(app)
+    console.add_routes(app)
 
     async def adapters(app: web.Application) -> AsyncIterator[None]:
         owned: list[Any] = []
-        if connector is None and settings.openai_api_key is not None:
+        if connector is None and settings.effective_engine == "local":
+            from .local_engine import LocalConnector
+
+            local = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: LocalConnector(settings.knowledge_dir, min_score=settings.local_min_score)
+            )
+            await local.recognizer.warm_up()
+            state.connector = local
+            owned.append(local)
+            log.info("offline engine ready", extra={"entries": len(local.kb.entries)})
+        elif connector is None and settings.openai_api_key is not None:
             openai_connector = OpenAIConnector(
                 api_key=settings.openai_api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
@@ -209,6 +221,8 @@ def create_app(
             transport = TwilioSyncTransport(state.twilio_client, settings.twilio_sync_service_sid)
         if transport is not None:
             state.sync = SyncPublisher(transport, publisher_config(settings), settings.stream_name_for)
+        elif state.hub is None:
+            state.hub = LocalHub()
         if state.flex_validator is None and state.twilio_client is not None:
             from .flex_auth import FlexTokenValidator
 

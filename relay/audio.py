@@ -13,6 +13,7 @@ zeros on flush, so flushed output is exactly L × input and aligned with it.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Final, Protocol
 
 import numpy as np
@@ -214,6 +215,17 @@ def float_to_pcm16(samples: FloatArray) -> bytes:
     # The ufunc, not np.clip: the Python wrapper costs more than the clipping here.
     _clip_ufunc(rounded, -32768.0, 32767.0, out=rounded)
     return rounded.astype("<i2").tobytes()
+
+
+def resample_file_audio(samples: npt.ArrayLike, rate: int, target: int = INPUT_RATE) -> npt.NDArray[np.float64]:
+    """One-shot rational resampling of a whole recording (files, not live streams):
+    polyphase with scipy's anti-aliasing filter, exact length round(n · target / rate)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if rate == target or len(x) == 0:
+        return x
+    divisor = math.gcd(rate, target)
+    y = signal.resample_poly(x, target // divisor, rate // divisor)
+    return np.asarray(y, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------- transcoders

@@ -1,29 +1,42 @@
-"""`relay` console script: `relay serve` runs the service with settings from the environment."""
+"""`relay` console script.
+
+- `relay serve`: the service, with settings from the environment.
+- `relay simulate FILE`: stream a recording to a relay exactly as Twilio would.
+- `relay demo`: the whole thing on one machine, no credentials: the relay on the offline
+  engine, the bundled sample call, transcripts and suggestions printed as they happen.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
+import orjson
 from aiohttp import web
 
 from .settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("relay")
 
+SAMPLE_CALL = Path(__file__).resolve().parent.parent / "samples" / "sample_call.wav"
+
 
 def _secrets(settings: Settings) -> list[str]:
-    values = [
-        settings.openai_api_key,
-        settings.twilio_auth_token,
-        settings.twilio_api_secret,
-        settings.media_api_key,
-    ]
+    values = [settings.openai_api_key, settings.twilio_auth_token, settings.twilio_api_secret, settings.media_api_key]
     return [v.get_secret_value() for v in values if v is not None]
+
+
+# ---------------------------------------------------------------------------- serve
 
 
 async def serve(settings: Settings) -> int:
@@ -62,21 +75,197 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def _run(coro_factory: object, settings: Settings) -> int:
+# ---------------------------------------------------------------------------- simulate
+
+
+def _clear_line() -> str:
+    return "\r\033[K" if sys.stdout.isatty() else ""
+
+
+def _format(message: dict[str, Any]) -> str | None:
+    kind = message.get("type")
+    if kind == "transcript" and message.get("final"):
+        return f"  {message.get('speaker', '?'):>8}: {message.get('text')}"
+    if kind == "suggestion":
+        return f"  → suggestion: {message.get('question')}\n                {message.get('answer')}"
+    if kind == "status":
+        return f"  [{message.get('state')}] {message.get('reason')}"
+    return None
+
+
+async def _watch_console(http_base: str, call_sid: str, out: list[dict[str, Any]]) -> None:
+    """Print what the relay publishes for the call (hub mode's SSE feed), as it happens."""
+    url = f"{http_base}/console/events?call_sid={call_sid}"
+    with contextlib.suppress(aiohttp.ClientError, asyncio.CancelledError):
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            if response.status != 200:
+                return
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if not line.startswith("data: "):
+                    continue
+                message = orjson.loads(line[6:])
+                out.append(message)
+                text = _format(message)
+                if text:
+                    print(_clear_line() + text, flush=True)
+
+
+async def simulate(
+    args: argparse.Namespace,
+    settings: Settings,
+    call_finished: Callable[[str], Awaitable[None]] | None = None,
+) -> int:
+    from .callfile import CallFileError, load_call_audio
+    from .simulator import CallResult, CallSpec, new_sid, sign_upgrade, stream_call
+
+    try:
+        audio = load_call_audio(Path(args.file))
+    except (OSError, CallFileError) as exc:
+        print(f"relay simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.track == "inbound":
+        audio = {"inbound": audio["inbound"]}
+    params = dict(p.split("=", 1) for p in args.param)
+    spec = CallSpec(
+        audio=audio,
+        call_sid=args.call_sid or new_sid("CA"),
+        custom_parameters=params,
+        minimal=args.minimal,
+        pace=0 if args.fast else args.speed,
+    )
+    headers: dict[str, str] = {}
+    path = urlsplit(args.url).path
+    if settings.twilio_auth_token is not None and settings.public_url is not None:
+        public = settings.media_ws_public_url(path)
+        assert public is not None
+        headers["X-Twilio-Signature"] = sign_upgrade(settings.twilio_auth_token.get_secret_value(), public)
+    if settings.media_api_key is not None and args.minimal:
+        headers[settings.media_api_key_header] = settings.media_api_key.get_secret_value()
+    parts = urlsplit(args.url)
+    http_base = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+    seconds = max(len(a) for a in audio.values()) / 8000
+    print(f"calling {args.url} as {spec.call_sid}: {seconds:.1f} s, tracks {', '.join(audio)}", flush=True)
+    published: list[dict[str, Any]] = []
+    watcher = asyncio.create_task(_watch_console(http_base, spec.call_sid, published))
+
+    def progress(elapsed: float, result: CallResult) -> None:
+        if not sys.stdout.isatty():
+            return
+        print(
+            f"\r\033[K  {elapsed:6.1f} s | {result.frames_sent} frames sent | {len(published)} messages back",
+            end="",
+            flush=True,
+        )
+
+    try:
+        result = await stream_call(args.url, spec, headers=headers, on_progress=progress)
+    except aiohttp.WSServerHandshakeError as exc:
+        print(f"\nrelay refused the stream: HTTP {exc.status}", file=sys.stderr)
+        watcher.cancel()
+        return 1
+    except aiohttp.ClientError as exc:
+        print(f"\ncould not reach the relay: {exc}", file=sys.stderr)
+        watcher.cancel()
+        return 1
+    if call_finished is not None:
+        await call_finished(spec.call_sid)  # the relay has flushed everything for the call
+    else:
+        await asyncio.sleep(args.linger)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    print(
+        f"{_clear_line()}call ended: close {result.close_code} {result.close_reason!r}, {result.frames_sent} frames, "
+        f"{sum(m.get('type') == 'suggestion' for m in published)} suggestions, "
+        f"{sum(m.get('type') == 'transcript' and bool(m.get('final')) for m in published)} transcripts",
+        flush=True,
+    )
+    return 0 if result.close_code in (1000, None) else 1
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+async def demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .app import RELAY, create_app
+
+    overrides: dict[str, Any] = {"host": "127.0.0.1", "port": args.port}
+    if settings.openai_api_key is None:
+        overrides["engine"] = "local"
+    settings = settings.model_copy(update=overrides)
+    print("starting the relay (offline engine: PocketSphinx + knowledge base)…", flush=True)
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", args.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"console: http://127.0.0.1:{port}/console  (open it to watch the call)", flush=True)
+    try:
+        sim_args = argparse.Namespace(
+            file=args.file,
+            url=f"ws://127.0.0.1:{port}/media",
+            call_sid=None,
+            param=[],
+            minimal=False,
+            fast=args.fast,
+            speed=1.0,
+            track="both",
+            linger=1.0,
+        )
+        state = app[RELAY]
+
+        async def summary_written(call_sid: str) -> None:
+            while not any(s["call_sid"] == call_sid for s in state.recent_summaries):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)  # let the console feed deliver the last messages
+
+        code = await simulate(sim_args, settings, call_finished=summary_written)
+        if args.hold:
+            print("holding the relay open for the console; Ctrl-C to stop", flush=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        return code
+    finally:
+        await runner.cleanup()
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def _run(coro: Coroutine[Any, Any, int], settings: Settings) -> int:
     if settings.use_uvloop:
         try:
             import uvloop
 
-            return uvloop.run(coro_factory)  # type: ignore[arg-type]
+            return uvloop.run(coro)
         except ImportError:
             log.warning("uvloop not installed; using asyncio's default loop")
-    return asyncio.run(coro_factory)  # type: ignore[arg-type]
+    return asyncio.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relay", description="Twilio Flex agent-assist relay")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the relay with settings from the environment")
+
+    sim = sub.add_parser("simulate", help="stream an audio file to a relay exactly as Twilio would")
+    sim.add_argument("file", help="WAV (any rate; stereo = customer left, agent right) or raw μ-law (.ulaw)")
+    sim.add_argument("--url", default="ws://127.0.0.1:8080/media", help="the relay's media WebSocket URL")
+    sim.add_argument("--call-sid", help="CallSid to use (default: random)")
+    sim.add_argument("--param", action="append", default=[], help="custom parameter name=value (repeatable)")
+    sim.add_argument("--track", choices=["both", "inbound"], default="both", help="stereo files give both tracks")
+    sim.add_argument("--minimal", action="store_true", help="send only start{callSid} and media{payload}")
+    pace = sim.add_mutually_exclusive_group()
+    pace.add_argument("--fast", action="store_true", help="send as fast as possible instead of real time")
+    pace.add_argument("--speed", type=float, default=1.0, help="pace relative to real time (default 1.0)")
+    sim.add_argument("--linger", type=float, default=2.0, help="seconds to keep listening after the call")
+
+    dem = sub.add_parser("demo", help="run the relay offline and play the bundled sample call")
+    dem.add_argument("--file", default=str(SAMPLE_CALL), help="call recording to play")
+    dem.add_argument("--port", type=int, default=8080, help="port for the relay and its console (0: any)")
+    dem.add_argument("--fast", action="store_true", help="play the call faster than real time")
+    dem.add_argument("--hold", action="store_true", help="keep the relay running after the call")
     args = parser.parse_args(argv)
 
     try:
@@ -87,10 +276,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .logs import configure_logging
 
-    configure_logging(settings.log_level, _secrets(settings))
+    level = {"serve": settings.log_level, "simulate": "WARNING"}.get(args.command, "ERROR")
+    configure_logging(level, _secrets(settings))
     if args.command == "serve":
         return _run(serve(settings), settings)
-    return 2
+    if args.command == "simulate":
+        return _run(simulate(args, settings), settings)
+    return _run(demo(args, settings), settings)
 
 
 if __name__ == "__main__":

@@ -221,6 +221,9 @@ class ModelLink:
         await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._current is not None:
             await self._current.session.close()
+        # Let readers deliver what the closing session still said, then stop them.
+        if self._readers:
+            await asyncio.wait(list(self._readers), timeout=1.0)
         for task in list(self._readers):
             task.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)

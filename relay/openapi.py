@@ -120,6 +120,28 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"204": {"description": "recorded"}, **_errors(400, 403)},
             }
         },
+        "/console": {
+            "get": {
+                "summary": "Live console page (transcripts and suggestion cards)",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/console/calls": {
+            "get": {
+                "summary": "Calls kept by the in-process hub (hub mode only)",
+                "responses": {"200": _json({"type": "object"}, "calls"), "404": {"description": "Sync mode"}},
+            }
+        },
+        "/console/events": {
+            "get": {
+                "summary": "Server-Sent Events of every published message (hub mode only)",
+                "parameters": [{"name": "call_sid", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "event stream", "content": {"text/event-stream": {}}},
+                    "404": {"description": "Sync mode"},
+                },
+            }
+        },
         "/media": {
             "get": {
                 "summary": "Twilio Media Streams WebSocket (signed upgrade, or API key for minimal clients)",

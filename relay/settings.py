@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     reconnect_initial_delay_s: float = Field(0.25, ge=0, validation_alias=_env("RELAY_RECONNECT_INITIAL_DELAY_S"))
     reconnect_max_delay_s: float = Field(8.0, gt=0, validation_alias=_env("RELAY_RECONNECT_MAX_DELAY_S"))
 
+    # --- Engine: "auto" uses OpenAI when OPENAI_API_KEY is set, else the offline engine
+    engine: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("RELAY_ENGINE"))
+    knowledge_dir: Path = Field(_DEFAULT_PROMPTS_DIR / "knowledge", validation_alias=_env("RELAY_KNOWLEDGE_DIR"))
+    local_min_score: float = Field(1.2, ge=0, validation_alias=_env("RELAY_LOCAL_MIN_SCORE"))
+
     # --- Prompts
     prompts_dir: Path = Field(_DEFAULT_PROMPTS_DIR, validation_alias=_env("RELAY_PROMPTS_DIR"))
     prompt: str = Field("default", validation_alias=_env("RELAY_PROMPT"))
@@ -140,6 +145,12 @@ class Settings(BaseSettings):
         return self
 
     # --- derived views -------------------------------------------------------------
+
+    @property
+    def effective_engine(self) -> Literal["openai", "local"]:
+        if self.engine == "auto":
+            return "openai" if self.openai_api_key is not None else "local"
+        return self.engine
 
     @property
     def twilio_configured(self) -> bool:
