@@ -21,10 +21,12 @@ test: lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 demo: install
-	$(BIN)/relay demo
+	$(BIN)/relay demo --port 0
 
 bench: install
 	$(BIN)/python bench/audio_bench.py
+	$(BIN)/python bench/sync_bench.py
+	$(BIN)/python bench/offline_accuracy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -255,9 +255,7 @@ def run(rate: int, seconds: float) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=int, default=24000, choices=[16000, 24000])
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()

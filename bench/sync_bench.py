@@ -39,9 +39,7 @@ async def run(total: int, streams: int, p429: float, latency_s: float) -> None:
     for i in range(total):
         uid = f"m{i}"
         published_at[uid] = time.monotonic()
-        channels[i % streams].publish(
-            messages.transcript("customer", f"text {i}", final=True, utterance_id=uid)
-        )
+        channels[i % streams].publish(messages.transcript("customer", f"text {i}", final=True, utterance_id=uid))
     publish_cost = time.monotonic() - start
     reports = await asyncio.gather(*(ch.close(deadline_s=120) for ch in channels))
     elapsed = time.monotonic() - start
@@ -78,9 +76,7 @@ async def run(total: int, streams: int, p429: float, latency_s: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--streams", type=int, default=50)
     parser.add_argument("--p429", type=float, default=0.1)

@@ -108,7 +108,8 @@ PAGE = """<!doctype html>
   .suggestion { border-left:4px solid var(--accent); background:#eef4fe; border-radius:6px; padding:8px 10px; }
   .suggestion .q { font-size:12px; color:var(--muted); margin-bottom:2px; }
   .suggestion .a { font-weight:500; }
-  form { display:flex; gap:8px; padding:16px; flex-wrap:wrap; } input { padding:6px 8px; min-width:260px; }
+  form { display:flex; gap:8px; padding:16px; flex-wrap:wrap; } form[hidden] { display:none; }
+  input { padding:6px 8px; min-width:260px; }
 </style>
 </head>
 <body>

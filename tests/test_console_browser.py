@@ -1,0 +1,103 @@
+"""A real browser watches /console during a simulated call (headless Debian Chromium).
+
+CI installs chromium and chromium-driver (see .ci/run); on a machine without them the test
+skips unless CI is set, where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from relay.app import RELAY, create_app
+from relay.callfile import load_call_audio
+from relay.settings import Settings
+from relay.simulator import CallSpec, stream_call
+from tests.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+if not (CHROMIUM and CHROMEDRIVER):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must provide chromium and chromium-driver (.ci/run installs them)")
+    pytest.skip("chromium/chromedriver not installed", allow_module_level=True)
+
+
+@pytest.fixture
+async def offline_relay() -> AsyncIterator[TestServer]:
+    settings = Settings(engine="local", use_uvloop=False, host="127.0.0.1", port=0)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+def _browser(profile: str):  # type: ignore[no-untyped-def]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or ""
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def _count(driver, selector: str) -> int:  # type: ignore[no-untyped-def]
+    return len(driver.find_elements("css selector", selector))
+
+
+async def test_console_shows_transcripts_and_suggestion_cards_live(offline_relay: TestServer) -> None:
+    profile = tempfile.mkdtemp(prefix="relay-chromium-")
+    driver = await asyncio.to_thread(_browser, profile)
+    try:
+        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{offline_relay.port}/console")
+        assert "Agent assist console" in await asyncio.to_thread(lambda: driver.title)
+        audio = load_call_audio(ROOT / "samples" / "sample_call.wav")
+        spec = CallSpec(audio=audio, pace=4.0)
+        call = asyncio.create_task(stream_call(f"ws://127.0.0.1:{offline_relay.port}/media", spec))
+
+        # Cards appear while the call is still running, not only at the end.
+        for _ in range(300):
+            if await asyncio.to_thread(_count, driver, ".suggestion") >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert not call.done(), "the first suggestion should appear during the call"
+        await call
+        state = offline_relay.app[RELAY]
+        await wait_until(lambda: bool(state.recent_summaries), timeout_s=30)
+        await asyncio.sleep(0.5)
+
+        lines = await asyncio.to_thread(_count, driver, ".line.customer")
+        cards = await asyncio.to_thread(_count, driver, ".suggestion")
+        text = await asyncio.to_thread(lambda: driver.find_element("css selector", "main").text)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await asyncio.to_thread(driver.save_screenshot, str(ARTIFACTS / "console.png"))
+        assert lines == 6 and cards == 4
+        assert "Where is my order?" in text and "reset link" in text
+        assert spec.call_sid in text and "ENDED" in text.upper()
+    finally:
+        await asyncio.to_thread(driver.quit)
+        shutil.rmtree(profile, ignore_errors=True)

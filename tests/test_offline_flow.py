@@ -1,0 +1,113 @@
+"""The try-it-in-one-command flow: simulator → relay on the offline engine → local hub."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import orjson
+import pytest
+from aiohttp.test_utils import TestServer
+
+from relay.app import RELAY, create_app
+from relay.callfile import CallFileError, load_call_audio
+from relay.settings import Settings
+from relay.simulator import CallSpec, stream_call
+from tests.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "sample_call.wav"
+
+
+def expected_answers() -> list[str]:
+    """The knowledge-base questions the sample call's script says its turns should produce."""
+    lines = (ROOT / "samples" / "sample_call.txt").read_text().splitlines()
+    targets = [line.split("=>")[1].strip() for line in lines if "=>" in line and not line.startswith("#")]
+    return [t.split(": ", 1)[1] for t in targets if t != "none"]
+
+
+@pytest.fixture
+async def offline_relay() -> TestServer:
+    settings = Settings(engine="local", use_uvloop=False, host="127.0.0.1", port=0)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    yield server  # type: ignore[misc]
+    await server.close()
+
+
+async def test_the_sample_call_produces_the_expected_knowledge_base_answers(offline_relay: TestServer) -> None:
+    audio = load_call_audio(SAMPLE)
+    spec = CallSpec(audio=audio, pace=0)
+    url = f"ws://127.0.0.1:{offline_relay.port}/media"
+    events: list[dict[str, object]] = []
+
+    async def listen() -> None:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{offline_relay.port}/console/events") as r:
+            async for raw in r.content:
+                if raw.startswith(b"data: "):
+                    events.append(orjson.loads(raw[6:]))
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.1)
+    result = await stream_call(url, spec)
+    state = offline_relay.app[RELAY]
+    await wait_until(lambda: bool(state.recent_summaries), timeout_s=30)
+    await asyncio.sleep(0.2)
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+
+    assert result.close_code == 1000
+    mine = [e for e in events if e["call_sid"] == spec.call_sid]
+    suggestions = [e["question"] for e in mine if e["type"] == "suggestion"]
+    assert suggestions == expected_answers()
+    finals = [e for e in mine if e["type"] == "transcript" and e["final"]]
+    assert len(finals) == 6 and all(e["speaker"] == "customer" for e in finals)
+    summary = state.recent_summaries[-1]
+    assert summary["frames_in"] == summary["frames_forwarded"] + sum(summary["frames_dropped"].values())
+    # The history endpoint the console starts from holds the same call.
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{offline_relay.port}/console/calls") as r:
+        calls = (await r.json())["calls"]
+    assert [c["call_sid"] for c in calls] == [spec.call_sid]
+
+
+async def test_console_page_is_served(offline_relay: TestServer) -> None:
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{offline_relay.port}/console") as r:
+        html = await r.text()
+    assert r.status == 200 and 'const MODE = "hub"' in html and "EventSource" in html
+
+
+def _write_wav(path: Path, channels: int, rate: int, seconds: float) -> None:
+    t = np.arange(int(rate * seconds)) / rate
+    left = 8000 * np.sin(2 * np.pi * 500 * t)
+    right = 8000 * np.sin(2 * np.pi * 1200 * t)
+    data = np.stack([left, right][:channels], axis=1).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(data.tobytes())
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+def test_wavs_of_any_rate_become_8khz_mulaw(tmp_path: Path, rate: int) -> None:
+    path = tmp_path / "call.wav"
+    _write_wav(path, 1, rate, 1.0)
+    audio = load_call_audio(path)
+    assert list(audio) == ["inbound"] and abs(len(audio["inbound"]) - 8000) <= 1
+
+
+def test_a_stereo_file_gives_both_tracks(tmp_path: Path) -> None:
+    path = tmp_path / "stereo.wav"
+    _write_wav(path, 2, 16000, 0.5)
+    audio = load_call_audio(path)
+    assert list(audio) == ["inbound", "outbound"] and len(audio["inbound"]) == len(audio["outbound"]) == 4000
+
+
+def test_not_a_wav_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "x.wav"
+    path.write_bytes(b"not a wav at all")
+    with pytest.raises(CallFileError, match="not a PCM WAV"):
+        load_call_audio(path)
