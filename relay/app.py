@@ -165,8 +165,10 @@ def create_app(
     prompts = PromptLibrary.load(settings.prompts_dir, settings.prompt)
     stats = RelayStats()
     holder: dict[str, RelayState] = {}
+    lag_samples: list[float] = []
     collector = RelayCollector(
         stats,
+        lag_samples=lag_samples,
         live_bridges=lambda: holder["state"].live_bridges() if holder else [],
         publisher_stats=lambda: holder["state"].sync.stats if holder and holder["state"].sync else None,
     )
@@ -179,6 +181,7 @@ def create_app(
         hub=hub,
         twilio_client=twilio_client,
         flex_validator=flex_validator,
+        loop_lag_samples=lag_samples,
     )
     holder["state"] = state
     if settings.twilio_auth_token is not None:

@@ -72,13 +72,20 @@ class RelayStats:
     streams_replaced: int = 0
 
 
+# The lag monitor samples every 0.1 s: 300 samples are the last 30 s.
+_LAG_WINDOW = 300
+LAG_INTERVAL_S = 0.1
+
+
 class RelayCollector(Collector):
     def __init__(
         self,
         stats: RelayStats,
         live_bridges: Callable[[], Iterable[CallBridge]],
         publisher_stats: Callable[[], PublisherStats | None],
+        lag_samples: list[float] | None = None,
     ) -> None:
+        self._lag_samples = lag_samples
         self._stats = stats
         self._live = live_bridges
         self._publisher = publisher_stats
@@ -135,6 +142,17 @@ class RelayCollector(Collector):
             "Streams replaced by a newer stream for the same call",
             stats.streams_replaced,
         )
+        if self._lag_samples is not None:
+            recent = sorted(self._lag_samples[-_LAG_WINDOW:])
+            if recent:
+                family = GaugeMetricFamily(
+                    "relay_event_loop_lag_recent_seconds",
+                    f"Event-loop lag over the last {_LAG_WINDOW} samples (quantile 1 is the max)",
+                    labels=["quantile"],
+                )
+                for q in (0.5, 0.99, 1.0):
+                    family.add_metric([str(q)], recent[min(len(recent) - 1, int(q * len(recent)))])
+                yield family
         publisher = self._publisher()
         if publisher is not None:
             yield _counter("relay_sync_published", "Sync messages accepted", publisher.published)
@@ -186,7 +204,9 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def monitor_loop_lag(metrics: Metrics, interval_s: float = 0.25, record: list[float] | None = None) -> None:
+async def monitor_loop_lag(
+    metrics: Metrics, interval_s: float = LAG_INTERVAL_S, record: list[float] | None = None
+) -> None:
     """Measure how late `sleep(interval)` wakes up; runs until cancelled."""
     loop = asyncio.get_running_loop()
     while True:

@@ -70,6 +70,7 @@ class FakeSession:
     configured: bool = False
     session_config: dict[str, Any] | None = None
     audio: bytearray = field(default_factory=bytearray)
+    audio_bytes_seen: int = 0
     append_times: list[tuple[float, int]] = field(default_factory=list)
     appends: int = 0
     client_events: list[str] = field(default_factory=list)
@@ -109,6 +110,7 @@ class FakeRealtimeServer:
         self._runner: web.AppRunner | None = None
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.keep_audio = True  # load runs count bytes instead of keeping them
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -245,7 +247,10 @@ class FakeRealtimeServer:
             if not session.configured:
                 session.violations.append("audio before session.update")
             chunk = base64.b64decode(data["audio"])
-            session.audio += chunk
+            if self.keep_audio:
+                session.audio += chunk
+            else:
+                session.audio_bytes_seen += len(chunk)
             session.appends += 1
             session.append_times.append((time.monotonic(), len(chunk)))
             await self._after_append(session)
@@ -268,7 +273,8 @@ class FakeRealtimeServer:
         if behaviour.stall_after_appends is not None and session.appends == behaviour.stall_after_appends:
             await asyncio.sleep(behaviour.stall_seconds)  # stop reading: backpressure on the client
         every = behaviour.turn_every_bytes
-        if every and behaviour.turns and len(session.audio) >= every * (session.turns_sent + 1):
+        heard = len(session.audio) + session.audio_bytes_seen
+        if every and behaviour.turns and heard >= every * (session.turns_sent + 1):
             index = session.turns_sent
             if index >= len(behaviour.turns) and not behaviour.repeat_turns:
                 return
@@ -278,7 +284,7 @@ class FakeRealtimeServer:
 
     async def _play_turn(self, session: FakeSession, turn: Turn) -> None:
         item_id = self._next_id("item")
-        audio_ms = len(session.audio) // 48
+        audio_ms = (len(session.audio) + session.audio_bytes_seen) // 48
         await self._send(
             session,
             {
@@ -388,3 +394,69 @@ class FakeRealtimeServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+# ---------------------------------------------------------------------------- own process
+
+
+def _stats(server: FakeRealtimeServer) -> dict[str, Any]:
+    sessions = []
+    for s in server.sessions:
+        cumulative, timeline = 0, []
+        for at, size in s.append_times:
+            cumulative += size
+            timeline.append((at, cumulative))
+        sessions.append(
+            {
+                "instructions": (s.session_config or {}).get("instructions", "")[:200],
+                "appends": timeline,
+                "violations": s.violations[:5],
+                "responses": len(s.responses),
+            }
+        )
+    return {"sessions": sessions, "connect_attempts": server.connect_attempts}
+
+
+async def _main(port: int, turn_every_s: float, validate: bool) -> None:
+    behaviour = Behaviour(
+        api_key="sk-load-test",
+        turns=[
+            Turn(
+                "I would like to know where my order is",
+                '{"question": "Where is my order?", "answer": "Share the tracking link from the order screen."}',
+            )
+        ],
+        turn_every_bytes=int(turn_every_s * 48000),
+        repeat_turns=True,
+        validate_own_events=validate,
+    )
+    server = FakeRealtimeServer(behaviour)
+    server.keep_audio = False
+    await server.start(port=port)
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(_stats(server))
+
+    async def reset(_: web.Request) -> web.Response:
+        server.sessions.clear()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port + 1).start()
+    print(f"fake realtime on {port}, stats on {port + 1}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake OpenAI Realtime server (load tests)")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--turn-every-s", type=float, default=6.0, help="answer a turn every N s of audio")
+    parser.add_argument("--no-validate", action="store_true", help="skip validating events (saves CPU)")
+    args = parser.parse_args()
+    asyncio.run(_main(args.port, args.turn_every_s, not args.no_validate))

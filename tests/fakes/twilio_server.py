@@ -355,3 +355,37 @@ class FakeTwilio:
         stream["status"] = "stopped"
         stream["date_updated"] = formatdate(usegmt=True)
         return web.json_response(stream)
+
+
+async def _main(port: int) -> None:
+    fake = FakeTwilio()
+    fake.state.auth_token = "load-test-auth-token"
+    fake.state.api_keys["SK" + "3" * 32] = "load-test-api-secret"
+    await fake.start(port=port)
+
+    async def stats(_: web.Request) -> web.Response:
+        state = fake.state
+        return web.json_response(
+            {
+                "messages": len(state.messages),
+                "attempts": len(state.attempts),
+                "rate_limit_hits": state.rate_limit_hits,
+                "streams": len(state.streams),
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/stats", stats)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port + 1).start()
+    print(f"fake twilio on {port}, stats on {port + 1}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake Twilio (load tests)")
+    parser.add_argument("--port", type=int, required=True)
+    asyncio.run(_main(parser.parse_args().port))

@@ -1,0 +1,380 @@
+"""Calls per core: a load benchmark of the whole relay (run by hand; loopback only).
+
+    .venv/bin/python bench/load.py --steps 50,100,200,400,600 --seconds 15 [--mode both]
+
+Starts, each in its own process: the relay (`relay serve`, pinned to CPU 0), the fake
+OpenAI Realtime server and the fake Twilio (pinned to CPU 1, with this generator). For each
+step N it opens N signed Media Streams that send real 20 ms μ-law frames at real-time pace
+for a bounded time (`inbound`, or `both` tracks), while the fake model answers a turn every
+few seconds so transcripts and suggestions flow to the fake Sync too. Per step it prints:
+relay CPU % (process accounting), RSS and RSS per call, event-loop lag p50/p99/max (the
+relay's own monitor), added latency p50/p99, frames dropped, Sync messages, errors.
+
+Added latency = arrival of an append at the fake model − send time of the newest frame it
+carries. The deliberate batching wait (RELAY_APPEND_BATCH_MS) is a setting, not a delay the
+relay adds, so it is reported beside it rather than folded in.
+
+Steps stop when p99 added latency passes 20 ms or the relay's CPU saturates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from relay.audio import ulaw_encode  # noqa: E402
+from relay.simulator import new_sid, sign_upgrade  # noqa: E402
+
+AUTH_TOKEN = "load-test-auth-token"
+PUBLIC = "wss://relay.load.test/media"
+FILTER_DELAY_SAMPLES = 69  # at 24 kHz: the transcoder holds back 2.875 ms
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(pair: bool = False) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not pair:
+            return port
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def metrics(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    async with session.get(f"{base}/metrics") as r:
+        text = await r.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def total(values: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in values.items() if k.startswith(prefix))
+
+
+@dataclass
+class Step:
+    calls: int
+    cpu_pct: float
+    rss_mib: float
+    rss_per_call_kib: float
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+    lat_p50_ms: float
+    lat_p99_ms: float
+    frames_in: int
+    dropped: int
+    sync_messages: int
+    errors: int
+    us_per_frame: float
+
+
+class Generator:
+    """N calls driven by one ticking loop: frame f of every call goes out at t0 + f·20 ms."""
+
+    def __init__(self, url: str, calls: int, seconds: float, both: bool, prompts: int) -> None:
+        self.url = url
+        self.calls = calls
+        self.frames = int(seconds * 50)
+        self.tracks = ["inbound", "outbound"] if both else ["inbound"]
+        self.prompts = prompts
+        rng = np.random.default_rng(7)
+        noise = np.convolve(rng.standard_normal(8000 * 4), np.hanning(9), mode="same") * 3000
+        audio = ulaw_encode(noise)
+        self.payloads = [base64.b64encode(audio[i : i + 160]).decode() for i in range(0, len(audio), 160)]
+        self.send_times = np.zeros((calls, self.frames))
+        self.call_ids = [f"load call {i:05d}" for i in range(calls)]
+
+    async def run(self) -> int:
+        headers = {"X-Twilio-Signature": sign_upgrade(AUTH_TOKEN, PUBLIC)}
+        connector = aiohttp.TCPConnector(limit=0)
+        errors = 0
+        async with aiohttp.ClientSession(connector=connector) as session:
+            sockets: list[aiohttp.ClientWebSocketResponse | None] = []
+            sids: list[tuple[str, str]] = []
+
+            async def open_one(i: int) -> None:
+                nonlocal errors
+                await asyncio.sleep(i * 1.0 / max(1, self.calls))  # spread the starts over 1 s
+                call, stream = new_sid("CA"), new_sid("MZ")
+                try:
+                    ws = await session.ws_connect(self.url, headers=headers, autoclose=False)
+                except aiohttp.ClientError:
+                    errors += 1
+                    sockets[i] = None
+                    return
+                await ws.send_str('{"event":"connected","protocol":"Call","version":"1.0.0"}')
+                prompt = f"load{i % self.prompts:05d}"
+                tracks = ",".join(f'"{t}"' for t in self.tracks)
+                await ws.send_str(
+                    f'{{"event":"start","sequenceNumber":"1","streamSid":"{stream}","start":{{"accountSid":"AC{"0" * 32}",'
+                    f'"streamSid":"{stream}","callSid":"{call}","tracks":[{tracks}],'
+                    f'"customParameters":{{"prompt":"{prompt}"}},'
+                    f'"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}'
+                )
+                sockets[i] = ws
+                sids[i] = (call, stream)
+
+            sockets = [None] * self.calls
+            sids = [("", "")] * self.calls
+            await asyncio.gather(*(open_one(i) for i in range(self.calls)))
+            loop = asyncio.get_running_loop()
+            t0 = loop.time() + 0.05
+            payloads, n_payloads = self.payloads, len(self.payloads)
+            for f in range(self.frames):
+                delay = t0 + f * 0.02 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                payload = payloads[f % n_payloads]
+                ts = f * 20
+                for i, ws in enumerate(sockets):
+                    if ws is None or ws.closed:
+                        continue
+                    stream = sids[i][1]
+                    for track in self.tracks:
+                        message = (
+                            f'{{"event":"media","sequenceNumber":"{f + 2}","streamSid":"{stream}",'
+                            f'"media":{{"track":"{track}","chunk":"{f + 1}","timestamp":"{ts}","payload":"{payload}"}}}}'
+                        )
+                        try:
+                            await ws.send_str(message)
+                        except (ConnectionResetError, aiohttp.ClientError):
+                            errors += 1
+                    self.send_times[i, f] = time.monotonic()
+            for i, ws in enumerate(sockets):
+                if ws is not None and not ws.closed:
+                    await ws.send_str(f'{{"event":"stop","streamSid":"{sids[i][1]}","stop":{{}}}}')
+            for ws in sockets:
+                if ws is not None:
+                    try:
+                        await asyncio.wait_for(ws.receive(), timeout=10)
+                    except (TimeoutError, aiohttp.ClientError):
+                        errors += 1
+                    await ws.close()
+        return errors
+
+    def latencies(self, sessions: list[dict[str, object]]) -> list[float]:
+        index = {cid: i for i, cid in enumerate(self.call_ids)}
+        out: list[float] = []
+        for session in sessions:
+            instructions = str(session["instructions"])
+            call = index.get(instructions.strip())
+            if call is None:
+                continue
+            for at, cumulative in session["appends"]:  # type: ignore[attr-defined]
+                newest = int((cumulative / 2 + FILTER_DELAY_SAMPLES) / 3 // 160) - 1
+                if 0 <= newest < self.frames and self.send_times[call, newest] > 0:
+                    out.append(at - self.send_times[call, newest])
+        return out
+
+
+async def run_step(
+    n: int, seconds: float, both: bool, relay_pid: int, base: str, media_url: str, fake_rt: str, fake_tw: str
+) -> Step:
+    async with aiohttp.ClientSession() as http:
+        await http.post(f"{fake_rt}/reset")
+        before = await metrics(http, base)
+        async with http.get(f"{fake_tw}/stats") as r:
+            sync_before = (await r.json())["messages"]
+        idle_rss = rss_mib(relay_pid)
+        cpu0, wall0 = cpu_seconds(relay_pid), time.monotonic()
+        generator = Generator(media_url, n, seconds, both, prompts=n)
+        peak_rss = idle_rss
+        gen_task = asyncio.create_task(generator.run())
+        while not gen_task.done():
+            await asyncio.sleep(0.5)
+            peak_rss = max(peak_rss, rss_mib(relay_pid))
+        errors = gen_task.result()
+        cpu1, wall1 = cpu_seconds(relay_pid), time.monotonic()
+        for _ in range(200):  # calls flush and end
+            async with http.get(f"{base}/readyz") as r:
+                if (await r.json())["active_calls"] == 0:
+                    break
+            await asyncio.sleep(0.1)
+        after = await metrics(http, base)
+        async with http.get(f"{fake_rt}/stats") as r:
+            stats = await r.json()
+        async with http.get(f"{fake_tw}/stats") as r:
+            sync_after = (await r.json())["messages"]
+    latencies = generator.latencies(stats["sessions"])
+    frames = after.get("relay_frames_in_total", 0) - before.get("relay_frames_in_total", 0)
+    dropped = total(after, "relay_frames_dropped_total") - total(before, "relay_frames_dropped_total")
+    model_errors = total(after, "relay_realtime_errors_total") - total(before, "relay_realtime_errors_total")
+    cpu = cpu1 - cpu0
+    return Step(
+        calls=n,
+        cpu_pct=100 * cpu / (wall1 - wall0),
+        rss_mib=peak_rss,
+        rss_per_call_kib=1024 * (peak_rss - idle_rss) / n,
+        lag_p50_ms=1000 * after.get('relay_event_loop_lag_recent_seconds{quantile="0.5"}', float("nan")),
+        lag_p99_ms=1000 * after.get('relay_event_loop_lag_recent_seconds{quantile="0.99"}', float("nan")),
+        lag_max_ms=1000 * after.get('relay_event_loop_lag_recent_seconds{quantile="1.0"}', float("nan")),
+        lat_p50_ms=1000 * pct(latencies, 0.5),
+        lat_p99_ms=1000 * pct(latencies, 0.99),
+        frames_in=int(frames),
+        dropped=int(dropped),
+        sync_messages=int(sync_after - sync_before),
+        errors=errors + int(model_errors),
+        us_per_frame=1e6 * cpu / max(1, frames),
+    )
+
+
+def spawn(cmd: list[str], cpu: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    prefix = ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
+    return subprocess.Popen(prefix + cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_http(url: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(300):
+            try:
+                async with s.get(url) as r:
+                    if r.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", default="50,100,200,400,600,800")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--mode", choices=["inbound", "both"], default="inbound")
+    parser.add_argument("--keep-going", action="store_true", help="run every step even past the bars")
+    parser.add_argument("--env", action="append", default=[], help="extra NAME=value for the relay")
+    args = parser.parse_args()
+    steps = [int(x) for x in args.steps.split(",")]
+
+    prompts_dir = Path(tempfile.mkdtemp(prefix="relay-load-prompts-"))
+    (prompts_dir / "default.md").write_text("load call default")
+    for i in range(max(steps)):
+        (prompts_dir / f"load{i:05d}.md").write_text(f"load call {i:05d}")
+    relay_port, rt_port, tw_port = free_port(), free_port(pair=True), free_port(pair=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "OPENAI_API_KEY": "sk-load-test",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{rt_port}/v1",
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_SYNC_SERVICE_SID": "IS" + "2" * 32,
+            "TWILIO_SYNC_BASE_URL": f"http://127.0.0.1:{tw_port}",
+            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{tw_port}",
+            "TWILIO_IAM_BASE_URL": f"http://127.0.0.1:{tw_port}",
+            "RELAY_PUBLIC_URL": "https://relay.load.test",
+            "RELAY_HOST": "127.0.0.1",
+            "RELAY_PORT": str(relay_port),
+            "RELAY_PROMPTS_DIR": str(prompts_dir),
+            "RELAY_MAX_CALLS": "5000",
+            "RELAY_LOG_LEVEL": "WARNING",
+        }
+    )
+    env.update(dict(kv.split("=", 1) for kv in args.env))
+    py = sys.executable
+    procs = [
+        spawn([py, "-m", "tests.fakes.realtime_server", "--port", str(rt_port), "--no-validate"], 1, env),
+        spawn([py, "-m", "tests.fakes.twilio_server", "--port", str(tw_port)], 1, env),
+        spawn([py, "-m", "relay.cli", "serve"], 0, env),
+    ]
+    relay = procs[-1]
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1})
+    try:
+        base = f"http://127.0.0.1:{relay_port}"
+        await wait_http(f"{base}/healthz")
+        await wait_http(f"http://127.0.0.1:{rt_port + 1}/stats")
+        await wait_http(f"http://127.0.0.1:{tw_port + 1}/stats")
+        print(f"relay pid {relay.pid} on CPU 0; generator and fakes on CPU 1; mode {args.mode}; {args.seconds:.0f} s/step")
+        print(f"idle RSS {rss_mib(relay.pid):.0f} MiB")
+        head = (
+            f"{'calls':>5} {'CPU%':>5} {'µs/frame':>8} {'RSS MiB':>8} {'KiB/call':>8} {'lag p50/p99/max ms':>19} "
+            f"{'lat p50/p99 ms':>15} {'frames':>8} {'dropped':>7} {'sync':>6} {'errors':>6}"
+        )
+        print(head)
+        held = 0
+        for n in steps:
+            step = await run_step(
+                n,
+                args.seconds,
+                args.mode == "both",
+                relay.pid,
+                base,
+                f"ws://127.0.0.1:{relay_port}/media",
+                f"http://127.0.0.1:{rt_port + 1}",
+                f"http://127.0.0.1:{tw_port + 1}",
+            )
+            print(
+                f"{step.calls:5d} {step.cpu_pct:5.0f} {step.us_per_frame:8.1f} {step.rss_mib:8.0f} "
+                f"{step.rss_per_call_kib:8.0f} {step.lag_p50_ms:6.1f}/{step.lag_p99_ms:5.1f}/{step.lag_max_ms:6.1f} "
+                f"{step.lat_p50_ms:7.1f}/{step.lat_p99_ms:6.1f} {step.frames_in:8d} {step.dropped:7d} "
+                f"{step.sync_messages:6d} {step.errors:6d}",
+                flush=True,
+            )
+            ok = step.lat_p99_ms <= 20 and step.lag_p99_ms <= 10 and step.dropped == 0 and step.errors == 0
+            if ok:
+                held = n
+            if not args.keep_going and (step.lat_p99_ms > 20 or step.cpu_pct > 95):
+                break
+        print(f"\nhighest N that held (lat p99 ≤ 20 ms, lag p99 ≤ 10 ms, 0 dropped, 0 errors): {held}")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        shutil.rmtree(prompts_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
