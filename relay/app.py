@@ -237,7 +237,9 @@ def create_app(
             )
         _warn_about_open_doors(settings, state)
         lag_task = asyncio.create_task(monitor_loop_lag(state.metrics, record=state.loop_lag_samples))
+        state.metrics.watch_gc()
         yield
+        state.metrics.unwatch_gc()
         lag_task.cancel()
         await drain(state, deadline_s=0.0)
         for resource in owned:

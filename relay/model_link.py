@@ -326,12 +326,10 @@ class ModelLink:
                 await spare.session.close()
 
     async def _wait_for_audio(self, watch: _SessionWatch) -> None:
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(watch.closed.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
+        # One event serves every wake-up: audio pushed, a session closing (the reader sets
+        # it on exit), the call ending, a rollover session becoming ready. Cheaper than
+        # waiting on several futures with a timeout ten times a second per call.
+        await self._wake.wait()
 
     async def _maybe_roll_over(
         self, watch: _SessionWatch, pending: asyncio.Task[_SessionWatch] | None
@@ -341,7 +339,9 @@ class ModelLink:
             return pending, watch
         if pending is None:
             watch.turn_boundary.clear()  # only a boundary after this point counts
-            return asyncio.create_task(self._open(), name="model-rollover"), watch
+            task = asyncio.create_task(self._open(), name="model-rollover")
+            task.add_done_callback(lambda _: self._wake.set())
+            return task, watch
         if not pending.done():
             return pending, watch
         if pending.exception() is not None:
