@@ -213,6 +213,7 @@ def create_app(
                 model=settings.realtime_model,
                 connect_timeout_s=settings.realtime_connect_timeout_s,
             )
+            openai_connector.warm_up()
             state.connector = openai_connector
             owned.append(openai_connector)
         if state.twilio_client is None and settings.twilio_configured:
@@ -235,6 +236,7 @@ def create_app(
                 iam_base_url=settings.twilio_iam_base_url,
                 cache_ttl_s=settings.flex_verdict_cache_s,
             )
+        _warm_up(state)
         _warn_about_open_doors(settings, state)
         lag_task = asyncio.create_task(monitor_loop_lag(state.metrics, record=state.loop_lag_samples))
         state.metrics.watch_gc()
@@ -273,6 +275,19 @@ def _twilio_client(settings: Settings) -> Client:
         sync_base_url=settings.twilio_sync_base_url,
         timeout_s=settings.twilio_http_timeout_s,
     )
+
+
+def _warm_up(state: RelayState) -> None:
+    """First-call work done at startup instead: filter design (scipy imports lazily), the
+    twilio SDK's lazily imported domains."""
+    from .audio import design_upsampling_filter
+
+    design_upsampling_filter(2)
+    design_upsampling_filter(3)
+    client = state.twilio_client
+    if client is not None:
+        _ = client.sync.v1.services
+        _ = client.api.v2010.account
 
 
 def _warn_about_open_doors(settings: Settings, state: RelayState) -> None:

@@ -370,6 +370,13 @@ class OpenAIConnector:
         self._model = model
         self._timeout = connect_timeout_s
 
+    def warm_up(self) -> None:
+        """Do the SDK's lazy imports now, not inside the first call (~150 ms measured)."""
+        import openai.lib._websocket  # noqa: F401 - the SDK imports it on first connect
+        import websockets.asyncio.client  # noqa: F401
+
+        _ = self._client.realtime
+
     async def open(self, config: SessionConfig) -> RealtimeSession:
         try:
             async with asyncio.timeout(self._timeout):

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, validation_alias=_env("RELAY_PORT"))
     use_uvloop: bool = Field(True, validation_alias=_env("RELAY_UVLOOP"))
     gc_freeze: bool = Field(True, validation_alias=_env("RELAY_GC_FREEZE"))
+    gc_gen0_threshold: int = Field(50_000, ge=100, validation_alias=_env("RELAY_GC_GEN0_THRESHOLD"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias=_env("RELAY_LOG_LEVEL"))
     log_transcripts: bool = Field(False, validation_alias=_env("RELAY_LOG_TRANSCRIPTS"))
     drain_deadline_s: float = Field(30.0, ge=0, validation_alias=_env("RELAY_DRAIN_DEADLINE_S"))
