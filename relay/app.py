@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
@@ -103,10 +104,14 @@ class RelayState:
             transcription_model=settings.transcription_model,
             transcription_language=settings.transcription_language,
         )
+        agent_config = None
+        if settings.transcribe_agent and "outbound" in start.tracks:
+            agent_config = dataclasses.replace(session_config, instructions="", transcription_only=True)
         return CallBridge(
             start,
             connector=self.connector,
             session_config=session_config,
+            agent_session_config=agent_config,
             channel=self.open_channel(start.call_sid),
             config=config,
             prompt_name=selection.name,

@@ -6,10 +6,15 @@ customer's audio into appends of `append_batch_ms`, and pushes them to the `Mode
 Model events come back through `on_model_event()` and become Sync messages on the call's
 `Channel`. Every frame received is either forwarded or counted as dropped with a reason:
 `frames_in == forwarded + sum(dropped)` holds in the summary.
+
+With `both_tracks`, the agent's track gets its own transcoder, batch and a second,
+transcription-only model session (when `transcribe_agent` is on), so both speakers appear
+in the live transcript while only the customer's turns are answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, deque
@@ -19,7 +24,7 @@ from typing import Any
 from sync_publisher import Channel, StreamReport, messages
 
 from .audio import Transcoder, make_transcoder
-from .model_link import LinkConfig, ModelLink
+from .model_link import LinkConfig, LinkCounters, ModelLink
 from .realtime import (
     ModelError,
     ModelEvent,
@@ -38,7 +43,7 @@ from .twilio_media import Media, Start
 log = logging.getLogger("relay.bridge")
 
 ASSISTED_TRACK = "inbound"  # the customer: Twilio's inbound track is the caller's audio
-SPEAKER_BY_TRACK = {"inbound": "customer", "outbound": "agent"}
+AGENT_TRACK = "outbound"
 _ULAW_BYTES_PER_MS = 8
 
 
@@ -52,6 +57,44 @@ class BridgeConfig:
     context_turns: int = 12
 
 
+class _TrackPipe:
+    """One track's audio path: its own transcoder state, batch, and model link."""
+
+    __slots__ = ("batch", "frames", "link", "transcoder")
+
+    def __init__(self, link: ModelLink, transcoder: Transcoder) -> None:
+        self.link = link
+        self.transcoder = transcoder
+        self.batch = bytearray()
+        self.frames = 0
+
+    def flush(self, *, final: bool = False) -> None:
+        audio = self.transcoder.process(bytes(self.batch)) if self.batch else b""
+        if final:
+            audio += self.transcoder.flush()
+        frames = self.frames
+        self.batch.clear()
+        self.frames = 0
+        if audio or frames:
+            self.link.push_audio(audio, frames)
+
+
+class _AgentSink:
+    """The agent's transcription session reports through the bridge as speaker `agent`."""
+
+    def __init__(self, bridge: CallBridge) -> None:
+        self._bridge = bridge
+
+    def on_model_event(self, event: ModelEvent) -> None:
+        self._bridge.on_transcription_event(event, "agent")
+
+    def on_link_state(self, state: str, reason: str) -> None:
+        self._bridge.on_link_state(state, f"agent transcription: {reason}")
+
+    def context_for_new_session(self) -> str | None:
+        return None
+
+
 class CallBridge:
     def __init__(
         self,
@@ -62,6 +105,7 @@ class CallBridge:
         channel: Channel,
         config: BridgeConfig,
         prompt_name: str,
+        agent_session_config: SessionConfig | None = None,
     ) -> None:
         self.call_sid = start.call_sid
         self.stream_sid = start.stream_sid
@@ -70,9 +114,6 @@ class CallBridge:
         self._config = config
         self._channel = channel
         self._started_at = time.monotonic()
-        self._transcoders: dict[str, Transcoder] = {}
-        self._batch = bytearray()
-        self._batch_frames = 0
         self._batch_bytes = max(1, config.append_batch_ms * _ULAW_BYTES_PER_MS)
         self.frames_in = 0
         self.frames_by_track: Counter[str] = Counter()
@@ -83,32 +124,41 @@ class CallBridge:
         self.transcripts = 0
         self.partials = 0
         self.suggestion_latencies: list[float] = []
-        self._partial_text: dict[str, str] = {}
+        self._partial_text: dict[tuple[str, str], str] = {}
         self._recent: deque[str] = deque(maxlen=config.context_turns)
         self._last_speech_stopped: float | None = None
         self._last_question = ""
         self._finished = False
         self.link = ModelLink(connector, session_config, config.link, self)
-        self.link.start()
+        self._pipes = {ASSISTED_TRACK: _TrackPipe(self.link, make_transcoder(config.audio_format))}
+        self.agent_link: ModelLink | None = None
+        if agent_session_config is not None and AGENT_TRACK in start.tracks:
+            self.agent_link = ModelLink(connector, agent_session_config, config.link, _AgentSink(self))
+            self._pipes[AGENT_TRACK] = _TrackPipe(self.agent_link, make_transcoder(config.audio_format))
+        for link in self.links:
+            link.start()
         channel.publish(messages.status("started", "assist listening", stream_sid=self.stream_sid))
+
+    @property
+    def links(self) -> list[ModelLink]:
+        return [self.link] if self.agent_link is None else [self.link, self.agent_link]
 
     # ------------------------------------------------------------------ from the socket
 
     def on_media(self, media: Media) -> None:
         self.frames_in += 1
-        track = media.track
-        self.frames_by_track[track] += 1
-        if track != ASSISTED_TRACK:
-            # Split and decoded state stays per track, but only the customer is assisted.
+        self.frames_by_track[media.track] += 1
+        pipe = self._pipes.get(media.track)
+        if pipe is None:
             self.dropped["track_not_assisted"] += 1
             return
         if self._finished:
             self.dropped["after_call_end"] += 1
             return
-        self._batch += media.payload
-        self._batch_frames += 1
-        if len(self._batch) >= self._batch_bytes:
-            self._flush_batch()
+        pipe.batch += media.payload
+        pipe.frames += 1
+        if len(pipe.batch) >= self._batch_bytes:
+            pipe.flush()
 
     def on_ignored_media(self, reason: str) -> None:
         """A media message that carried no usable audio (empty, unknown track, …)."""
@@ -116,53 +166,18 @@ class CallBridge:
         self.dropped[reason] += 1
 
     def reset_audio(self) -> None:
-        """A newer stream took over: send the old stream's tail, start tracks afresh."""
-        self._flush_batch(final=True)
-        for transcoder in self._transcoders.values():
-            transcoder.reset()
+        """A newer stream took over: send the old stream's tails, start tracks afresh."""
+        for pipe in self._pipes.values():
+            pipe.flush(final=True)
 
     def count_event(self, name: str) -> None:
         self.events[name] += 1
 
-    def _transcoder(self, track: str) -> Transcoder:
-        transcoder = self._transcoders.get(track)
-        if transcoder is None:
-            transcoder = self._transcoders[track] = make_transcoder(self._config.audio_format)
-        return transcoder
-
-    def _flush_batch(self, *, final: bool = False) -> None:
-        transcoder = self._transcoder(ASSISTED_TRACK)
-        audio = transcoder.process(bytes(self._batch)) if self._batch else b""
-        if final:
-            audio += transcoder.flush()
-        frames = self._batch_frames
-        self._batch.clear()
-        self._batch_frames = 0
-        if audio or frames:
-            self.link.push_audio(audio, frames)
-
     # ------------------------------------------------------------------ from the model
 
     def on_model_event(self, event: ModelEvent) -> None:
-        if isinstance(event, TranscriptDelta):
-            text = self._partial_text.get(event.item_id, "") + event.delta
-            self._partial_text[event.item_id] = text
-            self.partials += 1
-            self._channel.publish(messages.transcript("customer", text, final=False, utterance_id=event.item_id))
-        elif isinstance(event, TranscriptCompleted):
-            self._partial_text.pop(event.item_id, None)
-            text = event.transcript.strip()
-            if not text:
-                return
-            self.transcripts += 1
-            self._recent.append(f"Customer: {text}")
-            self._last_question = text
-            self._channel.publish(messages.transcript("customer", text, final=True, utterance_id=event.item_id))
-            if self._config.log_transcripts:
-                log.info("transcript", extra={"speaker": "customer", "text": text})
-        elif isinstance(event, TranscriptFailed):
-            self._partial_text.pop(event.item_id, None)
-            self.events[f"transcription_failed:{event.code}"] += 1
+        if isinstance(event, TranscriptDelta | TranscriptCompleted | TranscriptFailed):
+            self.on_transcription_event(event, "customer")
         elif isinstance(event, SpeechStopped):
             self._last_speech_stopped = time.monotonic()
         elif isinstance(event, ResponseTextDone):
@@ -173,12 +188,33 @@ class CallBridge:
         elif isinstance(event, ModelError):
             log.warning(
                 "model error",
-                extra={
-                    "code": event.code,
-                    "error_type": event.error_type,
-                    "class": event.classification.value,
-                },
+                extra={"code": event.code, "error_type": event.error_type, "class": event.classification.value},
             )
+
+    def on_transcription_event(self, event: ModelEvent, speaker: str) -> None:
+        if isinstance(event, TranscriptDelta):
+            key = (speaker, event.item_id)
+            text = self._partial_text.get(key, "") + event.delta
+            self._partial_text[key] = text
+            self.partials += 1
+            self._channel.publish(messages.transcript(speaker, text, final=False, utterance_id=event.item_id))
+        elif isinstance(event, TranscriptCompleted):
+            self._partial_text.pop((speaker, event.item_id), None)
+            text = event.transcript.strip()
+            if not text:
+                return
+            self.transcripts += 1
+            self._recent.append(f"{speaker.capitalize()}: {text}")
+            if speaker == "customer":
+                self._last_question = text
+            self._channel.publish(messages.transcript(speaker, text, final=True, utterance_id=event.item_id))
+            if self._config.log_transcripts:
+                log.info("transcript", extra={"speaker": speaker, "text": text})
+        elif isinstance(event, TranscriptFailed):
+            self._partial_text.pop((speaker, event.item_id), None)
+            self.events[f"transcription_failed:{event.code}"] += 1
+        elif isinstance(event, ModelError):
+            log.warning("transcription error", extra={"speaker": speaker, "code": event.code})
 
     def _on_answer(self, event: ResponseTextDone) -> None:
         parsed = parse_model_answer(event.text)
@@ -217,19 +253,28 @@ class CallBridge:
         """Flush audio, close the model side, flush Sync, and return the summary."""
         if self._finished:
             raise RuntimeError("bridge already finished")
-        self._flush_batch(final=True)
+        for pipe in self._pipes.values():
+            pipe.flush(final=True)
         self._finished = True
-        await self.link.finish(self._config.flush_deadline_s)
+        await asyncio.gather(*(link.finish(self._config.flush_deadline_s) for link in self.links))
         self._channel.publish(messages.status("ended", reason))
         report = await self._channel.close(self._config.flush_deadline_s)
         return self._summary(reason, report)
 
+    @property
+    def frames_forwarded(self) -> int:
+        return sum(link.counters.forwarded_frames for link in self.links)
+
+    def frames_dropped(self) -> Counter[str]:
+        dropped = Counter(self.dropped)
+        for link in self.links:
+            dropped.update(link.counters.dropped_frames)
+        return dropped
+
     def _summary(self, reason: str, report: StreamReport) -> dict[str, Any]:
         link = self.link.counters
-        dropped = Counter(self.dropped)
-        dropped.update(link.dropped_frames)
         latencies = sorted(self.suggestion_latencies)
-        return {
+        summary: dict[str, Any] = {
             "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,
             "reason": reason,
@@ -237,11 +282,11 @@ class CallBridge:
             "tracks": list(self.tracks),
             "prompt": self.prompt_name,
             "frames_in": self.frames_in,
-            "frames_forwarded": link.forwarded_frames,
-            "frames_dropped": dict(dropped),
-            "bytes_forwarded": link.forwarded_bytes,
-            "bytes_replayed": link.replayed_bytes,
-            "appends": link.appends,
+            "frames_forwarded": self.frames_forwarded,
+            "frames_dropped": dict(self.frames_dropped()),
+            "bytes_forwarded": sum(x.counters.forwarded_bytes for x in self.links),
+            "bytes_replayed": sum(x.counters.replayed_bytes for x in self.links),
+            "appends": sum(x.counters.appends for x in self.links),
             "transcripts": self.transcripts,
             "suggestions": self.suggestions,
             "suggestions_empty": self.suggestions_empty,
@@ -254,3 +299,17 @@ class CallBridge:
             "events": dict(self.events),
             "sync": report.as_dict(),
         }
+        if self.agent_link is not None:
+            summary["agent_transcription"] = _link_summary(self.agent_link.counters, self.agent_link.failed)
+        return summary
+
+
+def _link_summary(counters: LinkCounters, failed: str | None) -> dict[str, Any]:
+    return {
+        "frames_forwarded": counters.forwarded_frames,
+        "connects": counters.connects,
+        "reconnects": counters.reconnects,
+        "rollovers": counters.rollovers,
+        "errors": dict(counters.errors),
+        "failed": failed,
+    }

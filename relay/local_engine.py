@@ -229,15 +229,16 @@ class LocalConnector:
     async def open(self, config: SessionConfig) -> RealtimeSession:
         if config.audio_format != "pcm16k":
             raise RealtimeConnectError("the local engine takes 16 kHz PCM", fatal=True)
-        return LocalSession(self)
+        return LocalSession(self, answer=not config.transcription_only)
 
     async def aclose(self) -> None:
         self.recognizer.close()
 
 
 class LocalSession:
-    def __init__(self, engine: LocalConnector) -> None:
+    def __init__(self, engine: LocalConnector, *, answer: bool = True) -> None:
         self._engine = engine
+        self._answer_turns = answer
         self._vad = EnergyVad()
         self._queue: asyncio.Queue[ModelEvent] = asyncio.Queue()
         self._closed = False
@@ -266,6 +267,8 @@ class LocalSession:
         engine = self._engine
         text = await engine.recognizer.transcribe(utterance)
         self._queue.put_nowait(TranscriptCompleted(item, text))
+        if not self._answer_turns:
+            return
         response = engine.next_id("resp")
         self._queue.put_nowait(ResponseStarted(response))
         match = engine.retriever.search(text)

@@ -45,18 +45,19 @@ class FinishedTotals:
 
 
 def add_bridge(totals: FinishedTotals, bridge: CallBridge) -> None:
-    link = bridge.link.counters
     totals.frames_in += bridge.frames_in
-    totals.frames_forwarded += link.forwarded_frames
     totals.frames_dropped.update(bridge.dropped)
-    totals.frames_dropped.update(link.dropped_frames)
-    totals.appends += link.appends
-    totals.bytes_forwarded += link.forwarded_bytes
-    totals.connects += link.connects
-    totals.connect_failures += link.connect_failures
-    totals.reconnects += link.reconnects
-    totals.rollovers += link.rollovers
-    totals.model_errors.update(link.errors)
+    for model_link in bridge.links:  # the assist session and, with both tracks, the agent's
+        link = model_link.counters
+        totals.frames_forwarded += link.forwarded_frames
+        totals.frames_dropped.update(link.dropped_frames)
+        totals.appends += link.appends
+        totals.bytes_forwarded += link.forwarded_bytes
+        totals.connects += link.connects
+        totals.connect_failures += link.connect_failures
+        totals.reconnects += link.reconnects
+        totals.rollovers += link.rollovers
+        totals.model_errors.update(link.errors)
     totals.suggestions += bridge.suggestions
     totals.transcripts += bridge.transcripts
 

@@ -37,6 +37,8 @@ class SessionConfig:
     vad_threshold: float = 0.5
     vad_prefix_padding_ms: int = 300
     vad_silence_ms: int = 500
+    # A transcription-only session (the agent's track): no responses, no instructions.
+    transcription_only: bool = False
 
     def session_update(self) -> dict[str, Any]:
         """The GA `session.update` event (reference D3)."""
@@ -46,6 +48,21 @@ class SessionConfig:
         transcription: dict[str, Any] = {"model": self.transcription_model}
         if self.transcription_language:
             transcription["language"] = self.transcription_language
+        vad: dict[str, Any] = {
+            "type": "server_vad",
+            "threshold": self.vad_threshold,
+            "prefix_padding_ms": self.vad_prefix_padding_ms,
+            "silence_duration_ms": self.vad_silence_ms,
+        }
+        if self.transcription_only:
+            return {
+                "type": "session.update",
+                "event_id": SESSION_UPDATE_EVENT_ID,
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"format": audio_format, "transcription": transcription, "turn_detection": vad}},
+                },
+            }
         return {
             "type": "session.update",
             "event_id": SESSION_UPDATE_EVENT_ID,
@@ -57,15 +74,8 @@ class SessionConfig:
                     "input": {
                         "format": audio_format,
                         "transcription": transcription,
-                        "turn_detection": {
-                            "type": "server_vad",
-                            "threshold": self.vad_threshold,
-                            "prefix_padding_ms": self.vad_prefix_padding_ms,
-                            "silence_duration_ms": self.vad_silence_ms,
-                            "create_response": True,
-                            # A new customer turn must not cancel the suggestion for the last one.
-                            "interrupt_response": False,
-                        },
+                        # A new customer turn must not cancel the suggestion for the last one.
+                        "turn_detection": {**vad, "create_response": True, "interrupt_response": False},
                     }
                 },
             },

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     transcription_model: str = Field("gpt-transcribe", validation_alias=_env("RELAY_TRANSCRIPTION_MODEL"))
     transcription_language: str | None = Field(None, validation_alias=_env("RELAY_TRANSCRIPTION_LANGUAGE"))
     audio_format: Literal["pcm24k", "pcmu"] = Field("pcm24k", validation_alias=_env("RELAY_AUDIO_FORMAT"))
+    transcribe_agent: bool = Field(True, validation_alias=_env("RELAY_TRANSCRIBE_AGENT"))
     append_batch_ms: int = Field(100, ge=20, le=1000, validation_alias=_env("RELAY_APPEND_BATCH_MS"))
     audio_buffer_max_ms: int = Field(10_000, ge=100, le=600_000, validation_alias=_env("RELAY_AUDIO_BUFFER_MAX_MS"))
     reconnect_replay_ms: int = Field(2000, ge=0, le=30_000, validation_alias=_env("RELAY_RECONNECT_REPLAY_MS"))

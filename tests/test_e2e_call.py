@@ -9,7 +9,7 @@ import numpy as np
 from relay.simulator import CallSpec, stream_call
 from relay.twilio_media import CloseCode
 from tests.conftest import QUESTION_ANSWER, StartRelay, qa_turns, speech_like_ulaw, tone_ulaw, wait_until
-from tests.fakes.realtime_server import FakeRealtimeServer
+from tests.fakes.realtime_server import FakeRealtimeServer, Turn
 from tests.fakes.twilio_server import FakeTwilio
 
 PCM24K_BYTES_PER_ULAW_BYTE = 6
@@ -115,16 +115,42 @@ async def test_minimal_client_with_unaligned_unpaced_payloads(
     assert len(fake_realtime.audio()) == len(audio) * PCM24K_BYTES_PER_ULAW_BYTE
 
 
-async def test_both_tracks_are_split_and_only_the_customer_reaches_the_model(
-    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+async def test_both_tracks_each_get_their_own_session_and_speaker(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
 ) -> None:
+    fake_realtime.behaviour.turns = qa_turns(1)
+    fake_realtime.behaviour.agent_turns = [Turn("Let me check that order for you", "")]
+    fake_realtime.behaviour.turn_every_bytes = 24_000
     relay = await start_relay()
     customer = tone_ulaw(1000.0, seconds=0.6)
     agent = tone_ulaw(300.0, seconds=0.6)
     spec = CallSpec(audio={"inbound": customer, "outbound": agent}, pace=0)
     await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
     await wait_until(lambda: relay.state.idle)
-    pcm = np.frombuffer(fake_realtime.audio(), dtype="<i2").astype(np.float64)
-    assert len(pcm) == 3 * len(customer)
-    peak_hz = np.argmax(np.abs(np.fft.rfft(pcm))) * 24000 / len(pcm)
-    assert abs(peak_hz - 1000.0) < 5.0
+
+    by_type = {s.session_config["type"]: s for s in fake_realtime.sessions}  # type: ignore[index]
+    assert set(by_type) == {"realtime", "transcription"} and fake_realtime.violations == []
+    for session, tone, freq in ((by_type["realtime"], customer, 1000.0), (by_type["transcription"], agent, 300.0)):
+        pcm = np.frombuffer(bytes(session.audio), dtype="<i2").astype(np.float64)
+        assert len(pcm) == 3 * len(tone)  # each track its own transcoder, flushed exactly
+        assert abs(np.argmax(np.abs(np.fft.rfft(pcm))) * 24000 / len(pcm) - freq) < 5.0
+    assert by_type["transcription"].responses == []  # the agent's turns are never answered
+    published = fake_twilio.messages_for(f"FLEX_ASSIST_{spec.call_sid}")
+    finals = {(m["speaker"], m["text"]) for m in published if m["type"] == "transcript" and m["final"]}
+    assert finals == {("customer", qa_turns(1)[0].transcript), ("agent", "Let me check that order for you")}
+    assert [m["type"] for m in published].count("suggestion") == 1
+    summary = relay.state.recent_summaries[-1]
+    assert summary["frames_in"] == summary["frames_forwarded"] == 60
+    assert summary["agent_transcription"]["connects"] == 1
+
+
+async def test_agent_track_is_counted_not_assisted_when_transcription_is_off(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay(transcribe_agent=False)
+    spec = CallSpec(audio={"inbound": tone_ulaw(1000.0, 0.4), "outbound": tone_ulaw(300.0, 0.4)}, pace=0)
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await wait_until(lambda: relay.state.idle)
+    summary = relay.state.recent_summaries[-1]
+    assert len(fake_realtime.sessions) == 1
+    assert summary["frames_dropped"] == {"track_not_assisted": 20} and summary["frames_forwarded"] == 20

@@ -85,6 +85,7 @@ class FakeSession:
 class Behaviour:
     api_key: str = "sk-test"
     turns: list[Turn] = field(default_factory=list)
+    agent_turns: list[Turn] = field(default_factory=list)  # what transcription sessions hear
     turn_every_bytes: int | None = None  # emit the next turn after this much audio
     repeat_turns: bool = False
     refuse_connects: int = 0  # answer 503 to the first N upgrades
@@ -158,6 +159,8 @@ class FakeRealtimeServer:
             await session.ws.send_str(json.dumps(event))
 
     def _session_object(self, session: FakeSession) -> dict[str, Any]:
+        if session.session_config and session.session_config.get("type") == "transcription":
+            return {"type": "transcription", "audio": session.session_config.get("audio", {})}
         body: dict[str, Any] = {
             "type": "realtime",
             "object": "realtime.session",
@@ -235,8 +238,8 @@ class FakeRealtimeServer:
             return
         if kind == "session.update":
             session_body = data["session"]
-            if session_body.get("type") != "realtime":
-                session.violations.append("session.update without type realtime")
+            if session_body.get("type") not in ("realtime", "transcription"):
+                session.violations.append("session.update without a session type")
             session.session_config = session_body
             slow = self.behaviour.slow_sessions == 0 or session.index < self.behaviour.slow_sessions
             if self.behaviour.delay_session_updated_s and slow:
@@ -279,7 +282,9 @@ class FakeRealtimeServer:
             if index >= len(behaviour.turns) and not behaviour.repeat_turns:
                 return
             session.turns_sent += 1
-            turn = behaviour.turns[index % len(behaviour.turns)]
+            is_transcription = bool(session.session_config) and session.session_config.get("type") == "transcription"
+            script = behaviour.agent_turns if is_transcription and behaviour.agent_turns else behaviour.turns
+            turn = script[index % len(script)]
             self._spawn(self._play_turn(session, turn))
 
     async def _play_turn(self, session: FakeSession, turn: Turn) -> None:
@@ -322,6 +327,8 @@ class FakeRealtimeServer:
                 "usage": {"type": "duration", "seconds": 1.5},
             },
         )
+        if session.session_config and session.session_config.get("type") == "transcription":
+            return  # transcription sessions never respond
         if self.behaviour.response_delay_s:
             await asyncio.sleep(self.behaviour.response_delay_s)
         response_id = self._next_id("resp")
