@@ -225,18 +225,18 @@ def _twilio_failure(exc: TwilioRestException, call_sid: str, action: str) -> web
     return _error(400, "Twilio refused the request", twilio_code=exc.code)
 
 
-async def stream_control(request: web.Request) -> web.Response:
-    """`POST /stream`, exactly as the voice-assist plugin sends it."""
+async def _control(request: web.Request, call_sid: str, action: str | None) -> web.Response:
+    """Shared by both shapes: prove the agent, check the call SID, start or stop."""
     state = request.app[RELAY]
     fields = await _request_fields(request)
     try:
         await _authenticate(state, _flex_token(request, fields))
     except FlexAuthError as exc:
         return _error(exc.status, exc.reason)
-    call_sid = fields.get("callSid", "")
+    call_sid = call_sid or fields.get("callSid", "")
     if not CALL_SID_RE.match(call_sid):
         return _error(400, "callSid must look like CA followed by 32 hex digits")
-    action = fields.get("action")
+    action = action or fields.get("action")
     if action == "start":
         return await _start_assist(state, call_sid)
     if action == "stop":
@@ -244,20 +244,14 @@ async def stream_control(request: web.Request) -> web.Response:
     return _error(400, "action must be start or stop")
 
 
+async def stream_control(request: web.Request) -> web.Response:
+    """`POST /stream {"action","callSid","Token"}`, exactly as the voice-assist plugin sends it."""
+    return await _control(request, "", None)
+
+
 async def call_assist(request: web.Request) -> web.Response:
     """`POST`/`DELETE /calls/{callSid}/assist`: the same operations, RESTful."""
-    state = request.app[RELAY]
-    fields = await _request_fields(request)
-    try:
-        await _authenticate(state, _flex_token(request, fields))
-    except FlexAuthError as exc:
-        return _error(exc.status, exc.reason)
-    call_sid = request.match_info["callSid"]
-    if not CALL_SID_RE.match(call_sid):
-        return _error(400, "callSid must look like CA followed by 32 hex digits")
-    if request.method == "POST":
-        return await _start_assist(state, call_sid)
-    return await _stop_assist(state, call_sid)
+    return await _control(request, request.match_info["callSid"], "start" if request.method == "POST" else "stop")
 
 
 # ---------------------------------------------------------------------------- Twilio webhooks

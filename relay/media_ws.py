@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from .app import RELAY
 from .bridge import CallBridge
 from .logs import call_sid_var, stream_sid_var
 from .twilio_media import (
@@ -83,7 +84,7 @@ def authorize_upgrade(state: RelayState, request: web.Request) -> tuple[int, str
 
 
 async def media_handler(request: web.Request) -> web.StreamResponse:
-    state: RelayState = request.app[_state_key()]
+    state = request.app[RELAY]
     if state.draining:
         return _refuse(state, 503, "draining", "draining")
     denied = authorize_upgrade(state, request)
@@ -108,12 +109,6 @@ async def media_handler(request: web.Request) -> web.StreamResponse:
         if task is not None:
             state.handlers.discard(task)
     return ws
-
-
-def _state_key() -> web.AppKey[RelayState]:
-    from .app import RELAY
-
-    return RELAY
 
 
 class MediaConnection:

@@ -8,6 +8,7 @@ totals folded in from finished calls whenever `/metrics` is scraped.
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import time
 from collections import Counter
@@ -95,22 +96,7 @@ class RelayCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats
-        totals = FinishedTotals()
-        f = stats.finished
-        totals.frames_in, totals.frames_forwarded = f.frames_in, f.frames_forwarded
-        totals.frames_dropped.update(f.frames_dropped)
-        totals.model_errors.update(f.model_errors)
-        for name in (
-            "appends",
-            "bytes_forwarded",
-            "connects",
-            "connect_failures",
-            "reconnects",
-            "rollovers",
-            "suggestions",
-            "transcripts",
-        ):
-            setattr(totals, name, getattr(f, name))
+        totals = copy.deepcopy(stats.finished)  # finished calls, plus the live ones below
         live = list(self._live())
         for bridge in live:
             add_bridge(totals, bridge)

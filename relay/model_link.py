@@ -139,7 +139,6 @@ class _SessionWatch:
         self.awaiting_response = False
         self.idle = asyncio.Event()
         self.idle.set()
-        self.retryable_error = False
         self.close_reason = ""
 
 
@@ -400,7 +399,6 @@ class ModelLink:
                         self._fail(f"model error: {event.code}")
                     elif event.classification is ErrorClass.RETRYABLE and event.code != "session_expired":
                         # The server may keep the socket open; start over on a fresh session.
-                        watch.retryable_error = True
                         await watch.session.close()
                 if watch.active_responses or watch.awaiting_response:
                     watch.idle.clear()
