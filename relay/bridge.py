@@ -116,7 +116,6 @@ class CallBridge:
         self._started_at = time.monotonic()
         self._batch_bytes = max(1, config.append_batch_ms * _ULAW_BYTES_PER_MS)
         self.frames_in = 0
-        self.frames_by_track: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
         self.suggestions = 0
@@ -147,7 +146,6 @@ class CallBridge:
 
     def on_media(self, media: Media) -> None:
         self.frames_in += 1
-        self.frames_by_track[media.track] += 1
         pipe = self._pipes.get(media.track)
         if pipe is None:
             self.dropped["track_not_assisted"] += 1
