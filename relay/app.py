@@ -298,8 +298,6 @@ def _warm_up(state: RelayState) -> None:
 def _warn_about_open_doors(settings: Settings, state: RelayState) -> None:
     if state.request_validator is None and settings.media_api_key is None:
         log.warning("media endpoint is unauthenticated: set TWILIO_AUTH_TOKEN and RELAY_PUBLIC_URL")
-    elif state.request_validator is not None and settings.public_url is None and settings.require_twilio_signature:
-        log.error("RELAY_PUBLIC_URL is unset: Twilio signatures cannot be checked, every stream is refused")
     if state.sync is None:
         log.warning("Twilio Sync is not configured: messages go to the in-process hub (console only)")
 

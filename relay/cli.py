@@ -289,11 +289,18 @@ def main(argv: list[str] | None = None) -> int:
 
     level = {"serve": settings.log_level, "simulate": "WARNING"}.get(args.command, "ERROR")
     configure_logging(level, _secrets(settings))
-    if args.command == "serve":
-        return _run(serve(settings), settings)
-    if args.command == "simulate":
-        return _run(simulate(args, settings), settings)
-    return _run(demo(args, settings), settings)
+    from .knowledge import KnowledgeError
+    from .prompts import PromptError
+
+    try:
+        if args.command == "serve":
+            return _run(serve(settings), settings)
+        if args.command == "simulate":
+            return _run(simulate(args, settings), settings)
+        return _run(demo(args, settings), settings)
+    except (PromptError, KnowledgeError) as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

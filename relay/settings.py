@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.session_max_age_s > 60 * 60:
             raise ValueError("RELAY_SESSION_MAX_AGE_S must be at most 3600 (OpenAI's session limit)")
+        if self.twilio_auth_token is not None and self.require_twilio_signature and self.public_url is None:
+            # Every Twilio stream would be refused: say so now, not at the first call.
+            raise ValueError(
+                "RELAY_PUBLIC_URL is required to check Twilio signatures (or set RELAY_REQUIRE_TWILIO_SIGNATURE=false)"
+            )
         return self
 
     # --- derived views -------------------------------------------------------------

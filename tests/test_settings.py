@@ -54,3 +54,21 @@ def test_relay_serve_fails_fast_on_bad_settings() -> None:
     )
     assert proc.returncode == 2
     assert "RELAY_PORT" in proc.stderr
+
+
+def test_an_auth_token_without_a_public_url_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "x" * 32)
+    with pytest.raises(SettingsError, match="RELAY_PUBLIC_URL is required"):
+        load_settings()
+    monkeypatch.setenv("RELAY_REQUIRE_TWILIO_SIGNATURE", "false")
+    assert load_settings().public_url is None
+
+
+def test_relay_serve_fails_fast_on_a_missing_prompts_folder(tmp_path: object) -> None:
+    env = {"PATH": "/usr/bin:/bin", "RELAY_PROMPTS_DIR": "/nonexistent/prompts", "RELAY_PORT": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "prompts folder /nonexistent/prompts does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
