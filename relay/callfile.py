@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .audio import INPUT_RATE, resample_file_audio, ulaw_encode
+from .errors import RelayError
 
 
-class CallFileError(Exception):
+class CallFileError(RelayError):
     pass
 
 

@@ -289,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     level = {"serve": settings.log_level, "simulate": "WARNING"}.get(args.command, "ERROR")
     configure_logging(level, _secrets(settings))
-    from .knowledge import KnowledgeError
-    from .prompts import PromptError
+    from .errors import ConfigurationError
 
     try:
         if args.command == "serve":
@@ -298,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             return _run(simulate(args, settings), settings)
         return _run(demo(args, settings), settings)
-    except (PromptError, KnowledgeError) as exc:
+    except ConfigurationError as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 2
 

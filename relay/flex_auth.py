@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from twilio.rest import Client
 
+from .errors import RelayError
+
 log = logging.getLogger("relay.flex_auth")
 
 MAX_TOKEN_LENGTH = 8192
@@ -32,7 +34,7 @@ class FlexIdentity:
     worker_sid: str | None
 
 
-class FlexAuthError(Exception):
+class FlexAuthError(RelayError):
     """`status` is the HTTP answer: 401 (not a valid token), 403 (role), 503 (IAM down)."""
 
     def __init__(self, status: int, reason: str) -> None:

@@ -23,6 +23,8 @@ from typing import Final
 
 import numpy as np
 
+from .errors import ConfigurationError
+
 _WORD_RE: Final = re.compile(r"[a-z0-9']+")
 # Interrogatives (how, where, when, can …) stay: they carry the intent of a question.
 STOPWORDS: Final = frozenset(
@@ -82,7 +84,7 @@ class Entry:
     source: str
 
 
-class KnowledgeError(Exception):
+class KnowledgeError(ConfigurationError):
     pass
 
 

@@ -13,13 +13,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from .errors import ConfigurationError
+
 log = logging.getLogger("relay.prompts")
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SUFFIXES: Final = (".md", ".txt")
 
 
-class PromptError(Exception):
+class PromptError(ConfigurationError):
     """The prompts folder or the default prompt is unusable (fails startup)."""
 
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from .errors import UpstreamError
+
 log = logging.getLogger("relay.realtime")
 
 
@@ -267,7 +269,7 @@ def translate_server_event(event: dict[str, Any]) -> ModelEvent:
 # ---------------------------------------------------------------------------- the seam
 
 
-class RealtimeConnectError(Exception):
+class RealtimeConnectError(UpstreamError):
     """Could not open a session. `fatal` means retrying cannot help (auth, model)."""
 
     def __init__(self, message: str, *, fatal: bool = False) -> None:
@@ -275,7 +277,7 @@ class RealtimeConnectError(Exception):
         self.fatal = fatal
 
 
-class SessionClosedError(Exception):
+class SessionClosedError(UpstreamError):
     """Sending on a session that is gone."""
 
 

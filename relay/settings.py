@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .errors import ConfigurationError
+
 _DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
@@ -188,7 +190,7 @@ class Settings(BaseSettings):
         return self.sync_stream_name.format(call_sid=call_sid)
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigurationError):
     """Startup configuration is invalid; the message names each bad variable."""
 
 

@@ -22,6 +22,8 @@ from typing import Final, NamedTuple
 
 import orjson
 
+from .errors import RemoteProtocolError
+
 
 class CloseCode(enum.IntEnum):
     """WebSocket close codes the relay sends. The README carries this table."""
@@ -41,7 +43,7 @@ class CloseCode(enum.IntEnum):
     PARAMETERS_TOO_LARGE = 4431
 
 
-class ProtocolViolation(Exception):
+class ProtocolViolation(RemoteProtocolError):
     """The remote peer broke the protocol; the connection should close with `code`."""
 
     def __init__(self, code: CloseCode, reason: str, kind: str) -> None:

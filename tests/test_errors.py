@@ -1,0 +1,31 @@
+"""Whose fault is it: every error the relay raises sits under one hierarchy."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.callfile import CallFileError
+from relay.errors import ConfigurationError, RelayError, RemoteProtocolError, UpstreamError
+from relay.flex_auth import FlexAuthError
+from relay.knowledge import KnowledgeError
+from relay.prompts import PromptError
+from relay.realtime import RealtimeConnectError, SessionClosedError
+from relay.settings import SettingsError
+from relay.twilio_media import ProtocolViolation
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (ProtocolViolation, RemoteProtocolError),
+        (RealtimeConnectError, UpstreamError),
+        (SessionClosedError, UpstreamError),
+        (SettingsError, ConfigurationError),
+        (PromptError, ConfigurationError),
+        (KnowledgeError, ConfigurationError),
+        (FlexAuthError, RelayError),
+        (CallFileError, RelayError),
+    ],
+)
+def test_error_belongs_to_its_kind(error: type[Exception], kind: type[Exception]) -> None:
+    assert issubclass(error, kind) and issubclass(error, RelayError)
