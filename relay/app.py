@@ -139,8 +139,13 @@ class RelayState:
         return not self.calls and not self.finishing
 
     @property
+    def open_connections(self) -> int:
+        """Media sockets open or being upgraded (each runs one connection task)."""
+        return len(self.handlers) + self.pending_upgrades
+
+    @property
     def ready(self) -> bool:
-        return not self.draining and len(self.calls) < self.settings.max_calls
+        return not self.draining and self.open_connections < self.settings.max_calls
 
 
 RELAY: web.AppKey[RelayState] = web.AppKey("relay", RelayState)

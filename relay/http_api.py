@@ -49,6 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
         "ready": state.ready,
         "draining": state.draining,
         "active_calls": len(state.calls),
+        "open_connections": state.open_connections,
         "max_calls": state.settings.max_calls,
     }
     return web.json_response(body, status=200 if state.ready else 503)

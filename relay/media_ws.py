@@ -90,7 +90,8 @@ async def media_handler(request: web.Request) -> web.StreamResponse:
     denied = authorize_upgrade(state, request)
     if denied is not None:
         return _refuse(state, denied[0], denied[1], "forbidden")
-    if len(state.calls) + state.pending_upgrades >= state.settings.max_calls:
+    if state.open_connections >= state.settings.max_calls:
+        # Every open socket counts, started or not: a socket holds resources from the upgrade.
         return _refuse(state, 503, "at_capacity", "at capacity")
 
     ws = web.WebSocketResponse(max_msg_size=state.settings.max_message_bytes, autoping=True)

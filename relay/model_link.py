@@ -39,6 +39,8 @@ from .realtime import (
 
 log = logging.getLogger("relay.model_link")
 
+_ROLLOVER_RETRY_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class LinkConfig:
@@ -172,6 +174,7 @@ class ModelLink:
         self._retiring: set[asyncio.Task[None]] = set()
         self._readers: set[asyncio.Task[None]] = set()
         self._current: _SessionWatch | None = None
+        self._rollover_retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ audio in
@@ -204,6 +207,8 @@ class ModelLink:
         self._closing = True
         self._closing_event.set()
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deadline_s
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=deadline_s)
@@ -215,6 +220,9 @@ class ModelLink:
         leftover = self._buffer.drain_frames()
         if leftover:
             self.counters.dropped_frames["unsent_at_call_end"] += leftover
+        # A session retired by rollover may still be answering the turn it heard.
+        if self._retiring:
+            await asyncio.wait(list(self._retiring), timeout=max(0.0, deadline - loop.time()))
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
@@ -337,6 +345,8 @@ class ModelLink:
         if age < self._config.session_max_age_s or self._closing:
             return pending, watch
         if pending is None:
+            if self._clock() < self._rollover_retry_at:
+                return None, watch
             watch.turn_boundary.clear()  # only a boundary after this point counts
             task = asyncio.create_task(self._open(), name="model-rollover")
             task.add_done_callback(lambda _: self._wake.set())
@@ -344,8 +354,9 @@ class ModelLink:
         if not pending.done():
             return pending, watch
         if pending.exception() is not None:
-            # Try again on the next pass; the current session still works.
+            # The current session still works: try again after a pause, not on every append.
             self.counters.connect_failures += 1
+            self._rollover_retry_at = self._clock() + _ROLLOVER_RETRY_S
             return None, watch
         overdue = age >= self._config.session_max_age_s + self._config.rollover_grace_s
         if not (watch.turn_boundary.is_set() or overdue):

@@ -230,3 +230,18 @@ async def test_transcripts_are_logged_only_when_the_operator_opts_in(
     logs = await _call_with_captured_logs(start_relay, fake_realtime, "INFO", log_transcripts=True)
     assert "Question number 0 about my refund please" in logs
     assert OPENAI_KEY not in logs
+
+
+async def test_sockets_that_never_start_count_toward_the_call_limit(start_relay: StartRelay) -> None:
+    relay = await start_relay(max_calls=2)
+    async with aiohttp.ClientSession() as session:
+        first = await session.ws_connect(relay.ws_url(), headers=relay.signed_headers())
+        second = await session.ws_connect(relay.ws_url(), headers=relay.signed_headers())
+        await wait_until(lambda: relay.state.open_connections == 2)
+        assert await _upgrade_status(relay.ws_url(), relay.signed_headers()) == 503
+        async with session.get(relay.http_url("/readyz")) as r:
+            assert r.status == 503 and (await r.json())["open_connections"] == 2
+        await first.close()
+        await second.close()
+    await wait_until(lambda: relay.state.open_connections == 0)
+    assert await _upgrade_status(relay.ws_url(), relay.signed_headers()) == 101
