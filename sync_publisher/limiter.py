@@ -42,9 +42,7 @@ class RateLimiter:
         per_second = max(1, int(rate_per_s))
         self._windows = [SlidingWindowLimiter(per_second, 1.0)]
         if burst_window_s > 1.0:
-            self._windows.append(
-                SlidingWindowLimiter(max(1, int(rate_per_s * burst_window_s)), burst_window_s)
-            )
+            self._windows.append(SlidingWindowLimiter(max(1, int(rate_per_s * burst_window_s)), burst_window_s))
 
     def delay(self, now: float) -> float:
         return max(w.delay(now) for w in self._windows)

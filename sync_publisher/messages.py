@@ -4,7 +4,8 @@ Every message is one JSON object with `v`, `type`, `call_sid` and `seq`. `seq` i
 when the message is first sent, so it follows send order even after coalescing.
 
 `suggestion` also carries `transcript`: a string holding `{"question", "answer"}` JSON,
-the one field the existing voice-assist Flex plugin parses.
+the one field the existing voice-assist Flex plugin parses. `transcript` messages also carry
+`track` (`inbound`/`outbound`) and `isFinal`, which another voice-assist tab reads.
 """
 
 from __future__ import annotations
@@ -60,8 +61,15 @@ def suggestion(question: str, answer: str, suggestion_id: str, **extra: Any) -> 
     return Outgoing(Kind.SUGGESTION, body, final=True, key=suggestion_id)
 
 
+_TRACK_BY_SPEAKER: Final = {"customer": "inbound", "agent": "outbound"}
+
+
 def transcript(speaker: str, text: str, *, final: bool, utterance_id: str, **extra: Any) -> Outgoing:
     body: dict[str, Any] = {"id": utterance_id, "speaker": speaker, "text": text, "final": final}
+    # The same facts under the names another public Flex voice-assist tab reads from
+    # FLEX_ASSIST_* streams (`data.text`, `data.isFinal`, `data.track`).
+    body["track"] = _TRACK_BY_SPEAKER.get(speaker, speaker)
+    body["isFinal"] = final
     body.update(extra)
     return Outgoing(Kind.TRANSCRIPT, body, final=final, key=f"{speaker}:{utterance_id}")
 

@@ -354,9 +354,7 @@ class SyncPublisher:
         self._stream_name_for = stream_name_for
 
     def open(self, call_sid: str) -> StreamPublisher:
-        return StreamPublisher(
-            self.transport, self._stream_name_for(call_sid), call_sid, self.config, self.stats
-        )
+        return StreamPublisher(self.transport, self._stream_name_for(call_sid), call_sid, self.config, self.stats)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

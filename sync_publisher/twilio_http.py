@@ -15,9 +15,7 @@ import aiohttp
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 
-last_response: contextvars.ContextVar[Response | None] = contextvars.ContextVar(
-    "twilio_last_response", default=None
-)
+last_response: contextvars.ContextVar[Response | None] = contextvars.ContextVar("twilio_last_response", default=None)
 
 
 class RelayTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]

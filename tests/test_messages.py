@@ -39,7 +39,11 @@ def test_transcript_and_status_shapes() -> None:
         "speaker": "customer",
         "text": "hello",
         "final": True,
+        "track": "inbound",
+        "isFinal": True,
     }
+    agent = messages.transcript("agent", "one moment", final=False, utterance_id="item_2").with_seq(CALL, 2)
+    assert (agent["track"], agent["isFinal"]) == ("outbound", False)
     s = messages.status("degraded", "model_unavailable").with_seq(CALL, 2)
     assert s["state"] == "degraded" and "transcript" not in s
 
