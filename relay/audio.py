@@ -189,14 +189,15 @@ class StreamingUpsampler:
         taps = self._taps
         blocks, rest = divmod(n, _BLOCK)
         itemsize = extended.itemsize
-        parts: list[FloatArray] = []
+        block_out: FloatArray | None = None
         if blocks:
             rows = np.ndarray((blocks, _BLOCK + taps - 1), np.float32, extended, 0, (_BLOCK * itemsize, itemsize))
-            parts.append(np.matmul(rows, self._block).reshape(-1))
-        if rest:
-            windows = np.ndarray((rest, taps), np.float32, extended, blocks * _BLOCK * itemsize, (itemsize, itemsize))
-            parts.append((windows @ self._bank).reshape(-1))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            block_out = np.matmul(rows, self._block).reshape(-1)
+            if not rest:  # Twilio frames and 100 ms batches: one GEMM, nothing else
+                return block_out
+        windows = np.ndarray((rest, taps), np.float32, extended, blocks * _BLOCK * itemsize, (itemsize, itemsize))
+        tail_out: FloatArray = (windows @ self._bank).reshape(-1)
+        return tail_out if block_out is None else np.concatenate((block_out, tail_out))
 
     def flush(self) -> FloatArray:
         """Push `delay` zeros through to emit the delayed tail, then reset.
