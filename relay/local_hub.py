@@ -30,16 +30,24 @@ class LocalHub:
         self._max_calls_kept = max_calls_kept
         self._subscriber_queue = subscriber_queue
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._seq: dict[str, int] = {}  # one counter per call, shared by its channels
         self.stats = HubStats()
+
+    def next_seq(self, call_sid: str) -> int:
+        value = self._seq.get(call_sid, 0) + 1
+        self._seq[call_sid] = value
+        return value
 
     def open(self, call_sid: str) -> LocalChannel:
         self._active.add(call_sid)
-        self._history[call_sid] = deque(maxlen=self._history_per_call)
+        if call_sid not in self._history:  # a later stream of the same call continues it
+            self._history[call_sid] = deque(maxlen=self._history_per_call)
         # Forget the oldest finished calls first; live calls are never evicted.
         for old in [k for k in self._history if k not in self._active]:
             if len(self._history) <= self._max_calls_kept:
                 break
             del self._history[old]
+            self._seq.pop(old, None)
         return LocalChannel(self, call_sid)
 
     def _deliver(self, call_sid: str, message: dict[str, Any]) -> None:
@@ -79,7 +87,6 @@ class LocalChannel:
     def __init__(self, hub: LocalHub, call_sid: str) -> None:
         self._hub = hub
         self.call_sid = call_sid
-        self._seq = 0
         self._closed = False
         self.report = StreamReport(f"local:{call_sid}")
 
@@ -88,8 +95,8 @@ class LocalChannel:
             self.report.dropped["closed"] += 1
             return
         for part in split(item, self.call_sid):
-            self._seq += 1
-            self._hub._deliver(self.call_sid, part.with_seq(self.call_sid, self._seq))
+            seq = self._hub.next_seq(self.call_sid)
+            self._hub._deliver(self.call_sid, part.with_seq(self.call_sid, seq))
             self.report.published += 1
 
     async def close(self, deadline_s: float) -> StreamReport:

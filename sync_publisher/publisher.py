@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,6 +28,8 @@ from .limiter import RateLimiter
 from .messages import Outgoing, encode, split
 
 log = logging.getLogger("sync_publisher")
+
+_SEQ_MEMORY = 10_000  # streams whose last seq is remembered after their publisher closed
 
 
 class SyncTransport(Protocol):
@@ -116,6 +118,8 @@ class StreamPublisher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        first_seq: int = 0,
+        on_closed: Callable[[str, int], None] | None = None,
     ) -> None:
         self.stream = stream
         self.call_sid = call_sid
@@ -128,7 +132,8 @@ class StreamPublisher:
         self._queue: deque[Outgoing] = deque()
         self._wakeup = asyncio.Event()
         self._limiter = RateLimiter(config.rate_per_s, config.burst_window_s)
-        self._seq = 0
+        self._seq = first_seq  # continues an earlier publisher's sequence on this stream
+        self._on_closed = on_closed
         self._closing = False
         self._recreated = False
         self._stream_ready = False
@@ -336,6 +341,8 @@ class StreamPublisher:
             self._in_flight = None
         while self._queue:
             self._drop(self._queue.popleft(), "flush_deadline")
+        if self._on_closed is not None:
+            self._on_closed(self.stream, self._seq)
         return self.report
 
 
@@ -352,9 +359,28 @@ class SyncPublisher:
         self.config = config
         self.stats = PublisherStats()
         self._stream_name_for = stream_name_for
+        # A call can get another stream later (assist toggled off and on, a status callback
+        # after the call): its messages must continue the stream's `seq`, not restart at 1,
+        # or a browser de-duplicating by `seq` drops them. Bounded memory per process.
+        self._last_seq: OrderedDict[str, int] = OrderedDict()
 
     def open(self, call_sid: str) -> StreamPublisher:
-        return StreamPublisher(self.transport, self._stream_name_for(call_sid), call_sid, self.config, self.stats)
+        stream = self._stream_name_for(call_sid)
+        return StreamPublisher(
+            self.transport,
+            stream,
+            call_sid,
+            self.config,
+            self.stats,
+            first_seq=self._last_seq.pop(stream, 0),
+            on_closed=self._remember_seq,
+        )
+
+    def _remember_seq(self, stream: str, seq: int) -> None:
+        self._last_seq[stream] = max(seq, self._last_seq.get(stream, 0))
+        self._last_seq.move_to_end(stream)
+        while len(self._last_seq) > _SEQ_MEMORY:
+            self._last_seq.popitem(last=False)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

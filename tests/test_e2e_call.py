@@ -154,3 +154,23 @@ async def test_agent_track_is_counted_not_assisted_when_transcription_is_off(
     summary = relay.state.recent_summaries[-1]
     assert len(fake_realtime.sessions) == 1
     assert summary["frames_dropped"] == {"track_not_assisted": 20} and summary["frames_forwarded"] == 20
+
+
+async def test_a_later_stream_for_the_same_call_continues_the_seq(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
+) -> None:
+    """Assist toggled off and on: the second segment must not restart `seq` at 1, or a
+    browser de-duplicating by `seq` would drop it."""
+    fake_realtime.behaviour.turns = qa_turns(2)
+    fake_realtime.behaviour.turn_every_bytes = 24_000
+    relay = await start_relay()
+    first = CallSpec(audio={"inbound": speech_like_ulaw(0.8)}, pace=0)
+    await stream_call(relay.ws_url(), first, headers=relay.signed_headers())
+    await wait_until(lambda: relay.state.idle)
+    second = CallSpec(audio={"inbound": speech_like_ulaw(0.8, seed=3)}, pace=0, call_sid=first.call_sid)
+    await stream_call(relay.ws_url(), second, headers=relay.signed_headers())
+    await wait_until(lambda: relay.state.idle and len(relay.state.recent_summaries) == 2)
+    seqs = [m["seq"] for m in fake_twilio.messages_for(f"FLEX_ASSIST_{first.call_sid}")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    states = [m["state"] for m in fake_twilio.messages_for(f"FLEX_ASSIST_{first.call_sid}") if m["type"] == "status"]
+    assert states == ["started", "ended", "started", "ended"]

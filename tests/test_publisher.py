@@ -205,3 +205,17 @@ async def test_publish_never_blocks_or_raises(transport: TwilioSyncTransport, fa
     report = await publisher.close(deadline_s=0.1)
     assert report.dropped["queue_full"] > 0
     assert sum(report.dropped.values()) + report.published == 2000
+
+
+async def test_a_second_publisher_on_a_stream_continues_its_seq(
+    transport: TwilioSyncTransport, fake_twilio: FakeTwilio
+) -> None:
+    hub = SyncPublisher(transport, fast_config(), lambda sid: f"FLEX_ASSIST_{sid}")
+    first = hub.open(CALL)
+    first.publish(messages.status("started", "a"))
+    first.publish(messages.status("ended", "a"))
+    await first.close(deadline_s=5)
+    second = hub.open(CALL)
+    second.publish(messages.status("started", "b"))
+    await second.close(deadline_s=5)
+    assert [m["seq"] for m in fake_twilio.messages_for(STREAM)] == [1, 2, 3]
