@@ -106,6 +106,19 @@ class Channel(Protocol):
     async def close(self, deadline_s: float) -> StreamReport: ...
 
 
+class SeqCounter:
+    """A stream's `seq`: 1, 2, 3, … however many publishers draw from it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self) -> int:
+        self.value += 1
+        return self.value
+
+
 class StreamPublisher:
     def __init__(
         self,
@@ -118,8 +131,7 @@ class StreamPublisher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
-        first_seq: int = 0,
-        on_closed: Callable[[str, int], None] | None = None,
+        next_seq: Callable[[], int] | None = None,
     ) -> None:
         self.stream = stream
         self.call_sid = call_sid
@@ -132,8 +144,9 @@ class StreamPublisher:
         self._queue: deque[Outgoing] = deque()
         self._wakeup = asyncio.Event()
         self._limiter = RateLimiter(config.rate_per_s, config.burst_window_s)
-        self._seq = first_seq  # continues an earlier publisher's sequence on this stream
-        self._on_closed = on_closed
+        # Where `seq` comes from: this publisher's own counter, or one shared by every
+        # publisher on the stream (so a stream's `seq` never repeats or restarts).
+        self._next_seq = next_seq or SeqCounter()
         self._closing = False
         self._recreated = False
         self._stream_ready = False
@@ -219,9 +232,9 @@ class StreamPublisher:
             if not self._queue:
                 continue
             item = self._queue.popleft()
-            self._seq += 1  # given once: a retried message keeps it
+            seq = self._next_seq()  # given once, at first send: a retried message keeps it
             self._in_flight = item
-            await self._send(item, encode(item.with_seq(self.call_sid, self._seq)).decode())
+            await self._send(item, encode(item.with_seq(self.call_sid, seq)).decode())
             self._in_flight = None
 
     async def _send(self, item: Outgoing, data: str) -> None:
@@ -341,8 +354,6 @@ class StreamPublisher:
             self._in_flight = None
         while self._queue:
             self._drop(self._queue.popleft(), "flush_deadline")
-        if self._on_closed is not None:
-            self._on_closed(self.stream, self._seq)
         return self.report
 
 
@@ -360,27 +371,18 @@ class SyncPublisher:
         self.stats = PublisherStats()
         self._stream_name_for = stream_name_for
         # A call can get another stream later (assist toggled off and on, a status callback
-        # after the call): its messages must continue the stream's `seq`, not restart at 1,
-        # or a browser de-duplicating by `seq` drops them. Bounded memory per process.
-        self._last_seq: OrderedDict[str, int] = OrderedDict()
+        # after the call), even while the previous one still flushes. Every publisher on a
+        # stream draws from one counter, so `seq` never restarts at 1 (a browser
+        # de-duplicating by `seq` would drop the rest). Bounded memory per process.
+        self._counters: OrderedDict[str, SeqCounter] = OrderedDict()
 
     def open(self, call_sid: str) -> StreamPublisher:
         stream = self._stream_name_for(call_sid)
-        return StreamPublisher(
-            self.transport,
-            stream,
-            call_sid,
-            self.config,
-            self.stats,
-            first_seq=self._last_seq.pop(stream, 0),
-            on_closed=self._remember_seq,
-        )
-
-    def _remember_seq(self, stream: str, seq: int) -> None:
-        self._last_seq[stream] = max(seq, self._last_seq.get(stream, 0))
-        self._last_seq.move_to_end(stream)
-        while len(self._last_seq) > _SEQ_MEMORY:
-            self._last_seq.popitem(last=False)
+        counter = self._counters.pop(stream, None) or SeqCounter()
+        self._counters[stream] = counter
+        while len(self._counters) > _SEQ_MEMORY:
+            self._counters.popitem(last=False)
+        return StreamPublisher(self.transport, stream, call_sid, self.config, self.stats, next_seq=counter)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -219,3 +219,15 @@ async def test_a_second_publisher_on_a_stream_continues_its_seq(
     second.publish(messages.status("started", "b"))
     await second.close(deadline_s=5)
     assert [m["seq"] for m in fake_twilio.messages_for(STREAM)] == [1, 2, 3]
+
+
+async def test_overlapping_publishers_on_one_stream_never_repeat_a_seq(
+    transport: TwilioSyncTransport, fake_twilio: FakeTwilio
+) -> None:
+    hub = SyncPublisher(transport, fast_config(), lambda sid: f"FLEX_ASSIST_{sid}")
+    old, new = hub.open(CALL), hub.open(CALL)  # a new stream while the old one still flushes
+    for i in range(10):
+        (old if i % 2 else new).publish(messages.status("x", str(i)))
+    await asyncio.gather(old.close(deadline_s=5), new.close(deadline_s=5))
+    seqs = sorted(m["seq"] for m in fake_twilio.messages_for(STREAM))
+    assert seqs == list(range(1, 11))
