@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from relay.audio import ulaw_encode  # noqa: E402
 from relay.simulator import new_sid, sign_upgrade  # noqa: E402
+from tests.fakes.tooling import scrape_metrics  # noqa: E402
 
 AUTH_TOKEN = "load-test-auth-token"
 PUBLIC = "wss://relay.load.test/media"
@@ -96,14 +97,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def metrics(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
-    async with session.get(f"{base}/metrics") as r:
-        text = await r.text()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    return await scrape_metrics(session, f"{base}/metrics")
 
 
 def total(values: dict[str, float], prefix: str) -> float:

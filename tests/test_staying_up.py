@@ -26,6 +26,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fakes.realtime_server import FakeRealtimeServer
+from tests.fakes.tooling import scrape_metrics
 from tests.fakes.twilio_server import FakeTwilio
 
 
@@ -218,14 +219,8 @@ async def test_metrics_move_as_the_call_does(start_relay: StartRelay, fake_realt
     relay = await start_relay()
 
     async def scrape() -> dict[str, float]:
-        async with aiohttp.ClientSession() as s, s.get(relay.http_url("/metrics")) as r:
-            text = await r.text()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        async with aiohttp.ClientSession() as session:
+            return await scrape_metrics(session, relay.http_url("/metrics"))
 
     before = await scrape()
     spec = CallSpec(audio={"inbound": speech_like_ulaw(2.0)}, pace=2.0)

@@ -448,14 +448,9 @@ async def _main(port: int, turn_every_s: float, validate: bool) -> None:
         server.sessions.clear()
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_get("/stats", stats)
-    app.router.add_post("/reset", reset)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port + 1).start()
-    print(f"fake realtime on {port}, stats on {port + 1}", flush=True)
-    await asyncio.Event().wait()
+    from tests.fakes.tooling import serve_forever_with_stats
+
+    await serve_forever_with_stats("fake realtime", port, [web.get("/stats", stats), web.post("/reset", reset)])
 
 
 if __name__ == "__main__":

@@ -374,13 +374,9 @@ async def _main(port: int) -> None:
             }
         )
 
-    app = web.Application()
-    app.router.add_get("/stats", stats)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port + 1).start()
-    print(f"fake twilio on {port}, stats on {port + 1}", flush=True)
-    await asyncio.Event().wait()
+    from tests.fakes.tooling import serve_forever_with_stats
+
+    await serve_forever_with_stats("fake twilio", port, [web.get("/stats", stats)])
 
 
 if __name__ == "__main__":
