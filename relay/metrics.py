@@ -47,11 +47,10 @@ class FinishedTotals:
 
 def add_bridge(totals: FinishedTotals, bridge: CallBridge) -> None:
     totals.frames_in += bridge.frames_in
-    totals.frames_dropped.update(bridge.dropped)
+    totals.frames_forwarded += bridge.frames_forwarded
+    totals.frames_dropped.update(bridge.frames_dropped())
     for model_link in bridge.links:  # the assist session and, with both tracks, the agent's
         link = model_link.counters
-        totals.frames_forwarded += link.forwarded_frames
-        totals.frames_dropped.update(link.dropped_frames)
         totals.appends += link.appends
         totals.bytes_forwarded += link.forwarded_bytes
         totals.connects += link.connects

@@ -309,7 +309,7 @@ class ModelLink:
                         await self._await_idle(watch, self._config.final_response_wait_s)
                         return "closing"
                     self._wake.clear()
-                    await self._wait_for_audio(watch)
+                    await self._wait_for_audio()
                     continue
                 chunk, frames = item
                 try:
@@ -332,7 +332,7 @@ class ModelLink:
                 spare = next_session.result()
                 await spare.session.close()
 
-    async def _wait_for_audio(self, watch: _SessionWatch) -> None:
+    async def _wait_for_audio(self) -> None:
         # One event serves every wake-up: audio pushed, a session closing (the reader sets
         # it on exit), the call ending, a rollover session becoming ready. Cheaper than
         # waiting on several futures with a timeout ten times a second per call.
@@ -362,8 +362,7 @@ class ModelLink:
         if not (watch.turn_boundary.is_set() or overdue):
             return pending, watch
         new = pending.result()
-        self._recent.clear()  # a planned switch: the old session keeps what it was sent
-        self._recent_bytes = 0
+        self._forget_recent()  # a planned switch: the old session keeps what it was sent
         self.counters.rollovers += 1
         log.info("model session rolled over", extra={"at_turn_boundary": not overdue})
         retire = asyncio.create_task(self._retire(watch), name="model-retire")
@@ -437,9 +436,12 @@ class ModelLink:
 
     def _replay_recent(self) -> None:
         """Queue the replay window ahead of new audio (frames 0: already counted as forwarded)."""
-        while self._recent:
-            chunk = self._recent.pop()
+        for chunk in reversed(self._recent):
             self._buffer.push_front(chunk, 0)
+        self._forget_recent()
+
+    def _forget_recent(self) -> None:
+        self._recent.clear()
         self._recent_bytes = 0
 
     def _fail(self, reason: str) -> None:

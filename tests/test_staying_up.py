@@ -42,6 +42,11 @@ async def _run_call(relay: RunningRelay, seconds: float, pace: float, seed: int 
     return audio, summary
 
 
+def _lost(audio: bytes, fake: FakeRealtimeServer) -> tuple[int, int]:
+    """(bytes of the call's audio no session heard, bytes heard twice) across all sessions."""
+    return coverage(expected_pcm(audio), [bytes(s.audio) for s in fake.sessions])
+
+
 def _report(name: str, lost: int, duplicated: int, summary: dict) -> None:  # type: ignore[type-arg]
     print(
         f"\n[chaos] {name}: lost {lost} B, re-sent {duplicated} B, connects {summary['model_connects']}, "
@@ -59,7 +64,7 @@ async def test_refused_connects_are_retried_while_audio_waits(
     fake_realtime.behaviour.refuse_connects = 3
     relay = await start_relay()
     audio, summary = await _run_call(relay, 1.5, pace=3.0)
-    lost, duplicated = coverage(expected_pcm(audio), [bytes(s.audio) for s in fake_realtime.sessions])
+    lost, duplicated = _lost(audio, fake_realtime)
     _report("refused connects x3", lost, duplicated, summary)
     assert lost == 0 and len(fake_realtime.sessions) == 1
     assert fake_realtime.refused == 3
@@ -77,7 +82,7 @@ async def test_dropped_connections_reconnect_reconfigure_reseed_and_lose_nothing
     relay = await start_relay()
     audio, summary = await _run_call(relay, 3.0, pace=3.0)
     sessions = fake_realtime.sessions
-    lost, duplicated = coverage(expected_pcm(audio), [bytes(s.audio) for s in sessions])
+    lost, duplicated = _lost(audio, fake_realtime)
     _report("drops after 6 and 8 appends", lost, duplicated, summary)
     assert len(sessions) == 3 and summary["model_reconnects"] == 2
     assert lost == 0
@@ -106,7 +111,7 @@ async def test_a_stalled_model_never_stalls_the_twilio_side(
     result = await task
     await wait_until(lambda: relay.state.idle, timeout_s=30)
     summary = relay.state.recent_summaries[-1]
-    lost, duplicated = coverage(expected_pcm(audio), [bytes(s.audio) for s in fake_realtime.sessions])
+    lost, duplicated = _lost(audio, fake_realtime)
     _report("stall 1.2 s", lost, duplicated, summary)
     assert result.close_code == 1000 and lost == 0
     gaps = [b - a for a, b in zip(result.send_times, result.send_times[1:], strict=False)]
@@ -119,7 +124,7 @@ async def test_an_expired_session_is_replaced_without_loss(
     fake_realtime.behaviour.expire_after_s = 0.8
     relay = await start_relay()
     audio, summary = await _run_call(relay, 3.0, pace=1.5)
-    lost, duplicated = coverage(expected_pcm(audio), [bytes(s.audio) for s in fake_realtime.sessions])
+    lost, duplicated = _lost(audio, fake_realtime)
     _report("session_expired every 0.8 s", lost, duplicated, summary)
     assert len(fake_realtime.sessions) >= 2 and lost == 0
     assert summary["model_errors"].get("session_expired", 0) >= 1
@@ -135,7 +140,7 @@ async def test_rollover_at_a_turn_boundary_loses_nothing_and_duplicates_nothing(
     relay = await start_relay(session_max_age_s=0.7)
     audio, summary = await _run_call(relay, 3.0, pace=1.5)
     sessions = fake_realtime.sessions
-    lost, duplicated = coverage(expected_pcm(audio), [bytes(s.audio) for s in sessions])
+    lost, duplicated = _lost(audio, fake_realtime)
     _report("rollover every 0.7 s", lost, duplicated, summary)
     assert summary["model_rollovers"] >= 1 and summary["model_reconnects"] == 0
     assert lost == 0 and duplicated == 0
@@ -180,7 +185,7 @@ async def test_server_errors_are_classified(
     assert len(fake_realtime.sessions) == sessions
     statuses = _statuses(fake_twilio, summary["call_sid"])
     if assisted:
-        lost, _ = coverage(expected_pcm(audio), [bytes(s.audio) for s in fake_realtime.sessions])
+        lost, _ = _lost(audio, fake_realtime)
         assert lost == 0 and summary["assist_failed"] is None
     else:
         assert summary["assist_failed"] and "degraded" in statuses
@@ -194,7 +199,7 @@ async def test_a_slow_session_setup_times_out_and_is_retried(
     fake_realtime.behaviour.slow_sessions = 1
     relay = await start_relay(realtime_connect_timeout_s=0.3)
     audio, summary = await _run_call(relay, 1.5, pace=3.0)
-    lost, _ = coverage(expected_pcm(audio), [bytes(s.audio) for s in fake_realtime.sessions])
+    lost, _ = _lost(audio, fake_realtime)
     assert summary["model_connects"] == 1 and lost == 0
     assert len(fake_realtime.sessions) == 2
 
