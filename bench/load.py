@@ -50,6 +50,7 @@ AUTH_TOKEN = "load-test-auth-token"
 PUBLIC = "wss://relay.load.test/media"
 FILTER_DELAY_SAMPLES = 69  # at 24 kHz: the transcoder holds back 2.875 ms
 TICKS = os.sysconf("SC_CLK_TCK")
+GC2_COUNT, GC2_SUM = ('relay_gc_pause_seconds_count{generation="2"}', 'relay_gc_pause_seconds_sum{generation="2"}')
 OTHER_PIDS: list[int] = []  # the fakes: with the generator, they share CPU 1
 
 
@@ -122,6 +123,9 @@ class Step:
     us_per_frame: float
     other_cpu_pct: float
     steal_pct: float
+    gc2_count: int
+    gc2_ms: float
+    gen_late_p99_ms: float
 
 
 class Generator:
@@ -139,6 +143,7 @@ class Generator:
         self.payloads = [base64.b64encode(audio[i : i + 160]).decode() for i in range(0, len(audio), 160)]
         self.send_times = np.zeros((calls, self.frames))
         self.call_ids = [f"load call {i:05d}" for i in range(calls)]
+        self.tick_lateness: list[float] = []  # how late the generator itself sent each tick
 
     async def run(self) -> int:
         headers = {"X-Twilio-Signature": sign_upgrade(AUTH_TOKEN, PUBLIC)}
@@ -174,8 +179,7 @@ class Generator:
             sockets = [None] * self.calls
             sids = [("", "")] * self.calls
             await asyncio.gather(*(open_one(i) for i in range(self.calls)))
-            loop = asyncio.get_running_loop()
-            t0 = loop.time() + 0.05
+            t0 = time.monotonic() + 0.05
             payloads, n_payloads = self.payloads, len(self.payloads)
             # Independent calls are not phase-locked: call i sends in 5 ms slot i % 4 of each
             # 20 ms period, and starts (i // 4) % 5 frames late so 100 ms batch boundaries
@@ -183,9 +187,10 @@ class Generator:
             slots = [[i for i in range(self.calls) if i % 4 == k] for k in range(4)]
             offset = [(i // 4) % 5 for i in range(self.calls)]
             for tick in range(4 * (self.frames + 5)):
-                delay = t0 + tick * 0.005 - loop.time()
+                delay = t0 + tick * 0.005 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                self.tick_lateness.append(time.monotonic() - (t0 + tick * 0.005))
                 period = tick // 4
                 for i in slots[tick % 4]:
                     f = period - offset[i]
@@ -287,6 +292,9 @@ async def run_step(
         us_per_frame=1e6 * cpu / max(1, frames),
         other_cpu_pct=100 * (others1 - others0) / (wall1 - wall0),
         steal_pct=100 * (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1]),
+        gc2_count=int(after.get(GC2_COUNT, 0) - before.get(GC2_COUNT, 0)),
+        gc2_ms=1000 * (after.get(GC2_SUM, 0) - before.get(GC2_SUM, 0)),
+        gen_late_p99_ms=1000 * pct(generator.tick_lateness[200:], 0.99),
     )
 
 
@@ -378,6 +386,7 @@ async def main() -> None:
         head = (
             f"{'calls':>5} {'CPU%':>5} {'µs/frame':>8} {'RSS MiB':>8} {'KiB/call':>8} {'lag p50/p99/max ms':>19} "
             f"{'lat p50/p99 ms':>15} {'frames':>8} {'dropped':>7} {'sync':>6} {'errors':>6} {'CPU1%':>5} {'steal%':>6}"
+            f" {'gc2 n/ms':>9} {'gen late p99':>12}"
         )
         print(head)
         held = 0
@@ -396,7 +405,8 @@ async def main() -> None:
                 f"{step.calls:5d} {step.cpu_pct:5.0f} {step.us_per_frame:8.1f} {step.rss_mib:8.0f} "
                 f"{step.rss_per_call_kib:8.0f} {step.lag_p50_ms:6.1f}/{step.lag_p99_ms:5.1f}/{step.lag_max_ms:6.1f} "
                 f"{step.lat_p50_ms:7.1f}/{step.lat_p99_ms:6.1f} {step.frames_in:8d} {step.dropped:7d} "
-                f"{step.sync_messages:6d} {step.errors:6d} {step.other_cpu_pct:5.0f} {step.steal_pct:6.1f}",
+                f"{step.sync_messages:6d} {step.errors:6d} {step.other_cpu_pct:5.0f} {step.steal_pct:6.1f} "
+                f"{step.gc2_count:3d}/{step.gc2_ms:5.0f} {step.gen_late_p99_ms:12.1f}",
                 flush=True,
             )
             ok = step.lat_p99_ms <= 20 and step.lag_p99_ms <= 10 and step.dropped == 0 and step.errors == 0
