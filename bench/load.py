@@ -126,6 +126,8 @@ class Step:
     gc2_count: int
     gc2_ms: float
     gen_late_p99_ms: float
+    send_p50_ms: float
+    send_p99_ms: float
 
 
 class Generator:
@@ -295,6 +297,8 @@ async def run_step(
         gc2_count=int(after.get(GC2_COUNT, 0) - before.get(GC2_COUNT, 0)),
         gc2_ms=1000 * (after.get(GC2_SUM, 0) - before.get(GC2_SUM, 0)),
         gen_late_p99_ms=1000 * pct(generator.tick_lateness[200:], 0.99),
+        send_p50_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.5"}', float("nan")),
+        send_p99_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.99"}', float("nan")),
     )
 
 
@@ -329,6 +333,7 @@ async def main() -> None:
     parser.add_argument("--keep-going", action="store_true", help="run every step even past the bars")
     parser.add_argument("--env", action="append", default=[], help="extra NAME=value for the relay")
     parser.add_argument("--relay-log", help="write the relay's log lines to this file")
+    parser.add_argument("--relay-python", default=sys.executable, help="interpreter for the relay (default: this one)")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
 
@@ -368,7 +373,12 @@ async def main() -> None:
             nice=-10 if os.geteuid() == 0 else 0,
         ),
         spawn([py, "-m", "tests.fakes.twilio_server", "--port", str(tw_port)], 1, env),
-        spawn([py, "-m", os.environ.get("RELAY_LOAD_MODULE", "relay.cli"), "serve"], 0, env, log=args.relay_log),
+        spawn(
+            [args.relay_python, "-m", os.environ.get("RELAY_LOAD_MODULE", "relay.cli"), "serve"],
+            0,
+            env,
+            log=args.relay_log,
+        ),
     ]
     relay = procs[-1]
     OTHER_PIDS.extend(p.pid for p in procs[:-1])
@@ -379,14 +389,19 @@ async def main() -> None:
         await wait_http(f"{base}/healthz")
         await wait_http(f"http://127.0.0.1:{rt_port + 1}/stats")
         await wait_http(f"http://127.0.0.1:{tw_port + 1}/stats")
+        probe = await asyncio.create_subprocess_exec(
+            args.relay_python, "-c", "import sys; print(sys.version.split()[0])", stdout=subprocess.PIPE
+        )
+        version = (await probe.communicate())[0].decode().strip()
         print(
-            f"relay pid {relay.pid} on CPU 0; generator and fakes on CPU 1; mode {args.mode}; {args.seconds:.0f} s/step"
+            f"relay (Python {version}) pid {relay.pid} on CPU 0; generator and fakes on CPU 1; "
+            f"mode {args.mode}; {args.seconds:.0f} s/step"
         )
         print(f"idle RSS {rss_mib(relay.pid):.0f} MiB")
         head = (
             f"{'calls':>5} {'CPU%':>5} {'µs/frame':>8} {'RSS MiB':>8} {'KiB/call':>8} {'lag p50/p99/max ms':>19} "
-            f"{'lat p50/p99 ms':>15} {'frames':>8} {'dropped':>7} {'sync':>6} {'errors':>6} {'CPU1%':>5} {'steal%':>6}"
-            f" {'gc2 n/ms':>9} {'gen late p99':>12}"
+            f"{'lat p50/p99 ms':>15} {'send p50/p99':>12} {'frames':>8} {'dropped':>7} {'sync':>6} {'errors':>6} "
+            f"{'CPU1%':>5} {'steal%':>6} {'gc2 n/ms':>9} {'gen late p99':>12}"
         )
         print(head)
         held = 0
@@ -404,7 +419,8 @@ async def main() -> None:
             print(
                 f"{step.calls:5d} {step.cpu_pct:5.0f} {step.us_per_frame:8.1f} {step.rss_mib:8.0f} "
                 f"{step.rss_per_call_kib:8.0f} {step.lag_p50_ms:6.1f}/{step.lag_p99_ms:5.1f}/{step.lag_max_ms:6.1f} "
-                f"{step.lat_p50_ms:7.1f}/{step.lat_p99_ms:6.1f} {step.frames_in:8d} {step.dropped:7d} "
+                f"{step.lat_p50_ms:7.1f}/{step.lat_p99_ms:6.1f} {step.send_p50_ms:5.1f}/{step.send_p99_ms:6.1f} "
+                f"{step.frames_in:8d} {step.dropped:7d} "
                 f"{step.sync_messages:6d} {step.errors:6d} {step.other_cpu_pct:5.0f} {step.steal_pct:6.1f} "
                 f"{step.gc2_count:3d}/{step.gc2_ms:5.0f} {step.gen_late_p99_ms:12.1f}",
                 flush=True,

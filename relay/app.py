@@ -24,10 +24,11 @@ from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_cli
 
 from .bridge import BridgeConfig, CallBridge
 from .local_hub import LocalHub
-from .metrics import Metrics, RelayCollector, RelayStats, monitor_loop_lag
+from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, Metrics, RelayCollector, RelayStats, monitor_loop_lag
 from .model_link import LinkConfig
 from .prompts import PromptLibrary
 from .realtime import OpenAIConnector, RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
+from .recent import RecentSamples
 from .settings import Settings
 from .twilio_media import CloseCode, Start
 
@@ -67,7 +68,8 @@ class RelayState:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     pending_upgrades: int = 0
     draining: bool = False
-    loop_lag_samples: list[float] = field(default_factory=list)
+    loop_lag: RecentSamples = field(default_factory=lambda: RecentSamples(LAG_WINDOW))
+    send_delay: RecentSamples = field(default_factory=lambda: RecentSamples(SEND_DELAY_WINDOW))
     recent_summaries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
 
     def open_channel(self, call_sid: str) -> Channel:
@@ -96,6 +98,7 @@ class RelayState:
                 session_max_age_s=settings.session_max_age_s,
                 rollover_grace_s=min(120.0, max(5.0, 3600 - settings.session_max_age_s - 30)),
                 replay_max_bytes=settings.reconnect_replay_ms * bytes_per_ms,
+                send_delays=self.send_delay,
             ),
         )
         session_config = SessionConfig(
@@ -175,10 +178,11 @@ def create_app(
     prompts = PromptLibrary.load(settings.prompts_dir, settings.prompt)
     stats = RelayStats()
     holder: dict[str, RelayState] = {}
-    lag_samples: list[float] = []
+    loop_lag, send_delay = RecentSamples(LAG_WINDOW), RecentSamples(SEND_DELAY_WINDOW)
     collector = RelayCollector(
         stats,
-        lag_samples=lag_samples,
+        loop_lag=loop_lag,
+        send_delay=send_delay,
         live_bridges=lambda: holder["state"].live_bridges() if holder else [],
         publisher_stats=lambda: holder["state"].sync.stats if holder and holder["state"].sync else None,
     )
@@ -191,7 +195,8 @@ def create_app(
         hub=hub,
         twilio_client=twilio_client,
         flex_validator=flex_validator,
-        loop_lag_samples=lag_samples,
+        loop_lag=loop_lag,
+        send_delay=send_delay,
     )
     holder["state"] = state
     if settings.twilio_auth_token is not None:
@@ -248,7 +253,7 @@ def create_app(
             )
         _warm_up(state)
         _warn_about_open_doors(settings, state)
-        lag_task = asyncio.create_task(monitor_loop_lag(state.metrics, record=state.loop_lag_samples))
+        lag_task = asyncio.create_task(monitor_loop_lag(state.metrics, record=state.loop_lag))
         state.metrics.watch_gc()
         yield
         state.metrics.unwatch_gc()

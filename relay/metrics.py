@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .recent import RecentSamples
+
 if TYPE_CHECKING:
     from sync_publisher import PublisherStats
 
@@ -77,8 +79,11 @@ class RelayStats:
 
 # The lag monitor samples every 20 ms: 500 samples are the last 10 s, enough for a p99
 # that is not just the maximum.
-_LAG_WINDOW = 500
+LAG_WINDOW = 500
 LAG_INTERVAL_S = 0.02
+# Audio send delays: one sample per append that empties a call's buffer (~5/s per call).
+SEND_DELAY_WINDOW = 20_000
+_QUANTILES = (0.5, 0.99, 1.0)
 
 
 class RelayCollector(Collector):
@@ -87,9 +92,11 @@ class RelayCollector(Collector):
         stats: RelayStats,
         live_bridges: Callable[[], Iterable[CallBridge]],
         publisher_stats: Callable[[], PublisherStats | None],
-        lag_samples: list[float] | None = None,
+        loop_lag: RecentSamples | None = None,
+        send_delay: RecentSamples | None = None,
     ) -> None:
-        self._lag_samples = lag_samples
+        self._loop_lag = loop_lag
+        self._send_delay = send_delay
         self._stats = stats
         self._live = live_bridges
         self._publisher = publisher_stats
@@ -131,17 +138,17 @@ class RelayCollector(Collector):
             "Streams replaced by a newer stream for the same call",
             stats.streams_replaced,
         )
-        if self._lag_samples is not None:
-            recent = sorted(self._lag_samples[-_LAG_WINDOW:])
-            if recent:
-                family = GaugeMetricFamily(
-                    "relay_event_loop_lag_recent_seconds",
-                    f"Event-loop lag over the last {_LAG_WINDOW} samples (quantile 1 is the max)",
-                    labels=["quantile"],
-                )
-                for q in (0.5, 0.99, 1.0):
-                    family.add_metric([str(q)], recent[min(len(recent) - 1, int(q * len(recent)))])
-                yield family
+        yield from _recent(
+            "relay_event_loop_lag_recent_seconds",
+            f"Event-loop lag over the last {LAG_WINDOW} samples (quantile 1 is the max)",
+            self._loop_lag,
+        )
+        yield from _recent(
+            "relay_audio_send_delay_recent_seconds",
+            "From the newest audio frame's arrival to its append being written to the model's socket, "
+            f"over the last {SEND_DELAY_WINDOW} appends (quantile 1 is the max)",
+            self._send_delay,
+        )
         publisher = self._publisher()
         if publisher is not None:
             yield _counter("relay_sync_published", "Sync messages accepted", publisher.published)
@@ -161,6 +168,16 @@ def _gauge(name: str, doc: str, value: float) -> Metric:
     family = GaugeMetricFamily(name, doc)
     family.add_metric([], value)
     return family
+
+
+def _recent(name: str, doc: str, samples: RecentSamples | None) -> Iterator[Metric]:
+    values = samples.quantiles(_QUANTILES) if samples is not None else None
+    if values is None:
+        return
+    family = GaugeMetricFamily(name, doc, labels=["quantile"])
+    for q, value in zip(_QUANTILES, values, strict=True):
+        family.add_metric([str(q)], value)
+    yield family
 
 
 def _labelled(name: str, doc: str, label: str, values: Counter[str]) -> Metric:
@@ -216,7 +233,7 @@ class Metrics:
 
 
 async def monitor_loop_lag(
-    metrics: Metrics, interval_s: float = LAG_INTERVAL_S, record: list[float] | None = None
+    metrics: Metrics, interval_s: float = LAG_INTERVAL_S, record: RecentSamples | None = None
 ) -> None:
     """Measure how late `sleep(interval)` wakes up; runs until cancelled.
 
@@ -230,6 +247,4 @@ async def monitor_loop_lag(
         lag = max(0.0, clock() - expected)
         metrics.loop_lag.observe(lag)
         if record is not None:
-            record.append(lag)
-            if len(record) > 10_000:
-                del record[:5000]
+            record.add(lag)

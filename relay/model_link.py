@@ -36,6 +36,7 @@ from .realtime import (
     SessionConfig,
     SpeechStopped,
 )
+from .recent import RecentSamples
 
 log = logging.getLogger("relay.model_link")
 
@@ -58,6 +59,8 @@ class LinkConfig:
     # Audio sent just before a connection drops was never acknowledged (appends have no
     # ack) and may be lost: keep this much and re-send it to the next session.
     replay_max_bytes: int = 0
+    # Where to record each send delay (newest frame's arrival → its append written); shared.
+    send_delays: RecentSamples | None = None
 
 
 @dataclass(slots=True)
@@ -176,6 +179,7 @@ class ModelLink:
         self._current: _SessionWatch | None = None
         self._rollover_retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._last_push_at = 0.0
 
     # ------------------------------------------------------------------ audio in
 
@@ -184,6 +188,7 @@ class ModelLink:
         if self._failed is not None or self._closing:
             self.counters.dropped_frames["assist_unavailable" if self._failed else "after_close"] += frames
             return
+        self._last_push_at = self._clock()
         evicted = self._buffer.push(chunk, frames)
         if evicted:
             self.counters.dropped_frames["buffer_overflow"] += evicted
@@ -321,6 +326,9 @@ class ModelLink:
                 if frames:
                     self.counters.forwarded_frames += frames
                     self.counters.forwarded_bytes += len(chunk)
+                    if not self._buffer and self._config.send_delays is not None:
+                        # The chunk just written held the newest audio pushed.
+                        self._config.send_delays.add(self._clock() - self._last_push_at)
                 else:
                     self.counters.replayed_bytes += len(chunk)
                 self.counters.appends += 1

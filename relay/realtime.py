@@ -10,7 +10,6 @@ SDK and websockets exceptions are mapped to `SessionClosed` / `RealtimeConnectEr
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+import pybase64
 
 from .errors import UpstreamError
 
@@ -307,7 +307,7 @@ _APPEND_SUFFIX = b'"}'
 
 def append_event(audio: bytes) -> bytes:
     """Pre-serialised `input_audio_buffer.append` (base64 has nothing to escape)."""
-    return _APPEND_PREFIX + base64.b64encode(audio) + _APPEND_SUFFIX
+    return _APPEND_PREFIX + pybase64.b64encode(audio) + _APPEND_SUFFIX
 
 
 class OpenAIRealtimeSession:

@@ -246,6 +246,11 @@ async def test_metrics_move_as_the_call_does(start_relay: StartRelay, fake_realt
     assert after['relay_calls_ended_total{reason="stop"}'] == 1
     assert after["relay_suggestion_latency_seconds_count"] == 2
     assert after["relay_event_loop_lag_seconds_count"] > 0
+    # Every 100 ms batch was sent as it arrived: the newest audio's send delay is recorded,
+    # and on an idle loopback it is far below one batch.
+    send_p50 = after['relay_audio_send_delay_recent_seconds{quantile="0.5"}']
+    send_max = after['relay_audio_send_delay_recent_seconds{quantile="1.0"}']
+    assert 0 < send_p50 <= send_max < 0.1
 
 
 # ------------------------------------------------------------------ drain

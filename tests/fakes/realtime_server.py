@@ -88,6 +88,10 @@ class Behaviour:
     agent_turns: list[Turn] = field(default_factory=list)  # what transcription sessions hear
     turn_every_bytes: int | None = None  # emit the next turn after this much audio
     repeat_turns: bool = False
+    # Independent callers do not speak in step: with this on, session k's turns are shifted by
+    # a fraction of the period (golden-ratio spread), so a load test's calls, which all start
+    # within a second, do not all get an answer in the same second.
+    stagger_turns: bool = False
     refuse_connects: int = 0  # answer 503 to the first N upgrades
     refuse_status: int = 503
     drop_after_appends: list[int] = field(default_factory=list)  # per session index, abort after N
@@ -277,6 +281,8 @@ class FakeRealtimeServer:
             await asyncio.sleep(behaviour.stall_seconds)  # stop reading: backpressure on the client
         every = behaviour.turn_every_bytes
         heard = len(session.audio) + session.audio_bytes_seen
+        if every and behaviour.stagger_turns:
+            heard += int(every * ((session.index * 0.6180339887) % 1.0))
         if every and behaviour.turns and heard >= every * (session.turns_sent + 1):
             index = session.turns_sent
             if index >= len(behaviour.turns) and not behaviour.repeat_turns:
@@ -435,6 +441,7 @@ async def _main(port: int, turn_every_s: float, validate: bool) -> None:
         ],
         turn_every_bytes=int(turn_every_s * 48000),
         repeat_turns=True,
+        stagger_turns=True,
         validate_own_events=validate,
     )
     server = FakeRealtimeServer(behaviour)
