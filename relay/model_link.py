@@ -86,12 +86,12 @@ class LinkSink(Protocol):
 
 
 class AudioBuffer:
-    """Bounded FIFO of (chunk, frames). Beyond the bound, the oldest audio goes first."""
+    """Bounded FIFO of (chunk, frames, pushed_at). Beyond the bound, the oldest audio goes first."""
 
     __slots__ = ("_bytes", "_chunks", "_max_bytes")
 
     def __init__(self, max_bytes: int) -> None:
-        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._chunks: deque[tuple[bytes, int, float]] = deque()
         self._bytes = 0
         self._max_bytes = max_bytes
 
@@ -102,30 +102,30 @@ class AudioBuffer:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def push(self, chunk: bytes, frames: int) -> int:
+    def push(self, chunk: bytes, frames: int, pushed_at: float = 0.0) -> int:
         """Append; returns how many frames were evicted to stay within the bound."""
-        self._chunks.append((chunk, frames))
+        self._chunks.append((chunk, frames, pushed_at))
         self._bytes += len(chunk)
         evicted = 0
         while self._bytes > self._max_bytes and len(self._chunks) > 1:
-            old, old_frames = self._chunks.popleft()
+            old, old_frames, _ = self._chunks.popleft()
             self._bytes -= len(old)
             evicted += old_frames
         return evicted
 
-    def push_front(self, chunk: bytes, frames: int) -> None:
-        self._chunks.appendleft((chunk, frames))
+    def push_front(self, chunk: bytes, frames: int, pushed_at: float = 0.0) -> None:
+        self._chunks.appendleft((chunk, frames, pushed_at))
         self._bytes += len(chunk)
 
-    def pop(self) -> tuple[bytes, int] | None:
+    def pop(self) -> tuple[bytes, int, float] | None:
         if not self._chunks:
             return None
-        chunk, frames = self._chunks.popleft()
-        self._bytes -= len(chunk)
-        return chunk, frames
+        item = self._chunks.popleft()
+        self._bytes -= len(item[0])
+        return item
 
     def drain_frames(self) -> int:
-        frames = sum(f for _, f in self._chunks)
+        frames = sum(item[1] for item in self._chunks)
         self._chunks.clear()
         self._bytes = 0
         return frames
@@ -179,7 +179,6 @@ class ModelLink:
         self._current: _SessionWatch | None = None
         self._rollover_retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._last_push_at = 0.0
 
     # ------------------------------------------------------------------ audio in
 
@@ -188,8 +187,7 @@ class ModelLink:
         if self._failed is not None or self._closing:
             self.counters.dropped_frames["assist_unavailable" if self._failed else "after_close"] += frames
             return
-        self._last_push_at = self._clock()
-        evicted = self._buffer.push(chunk, frames)
+        evicted = self._buffer.push(chunk, frames, self._clock())
         if evicted:
             self.counters.dropped_frames["buffer_overflow"] += evicted
         self._wake.set()
@@ -316,19 +314,18 @@ class ModelLink:
                     self._wake.clear()
                     await self._wait_for_audio()
                     continue
-                chunk, frames = item
+                chunk, frames, pushed_at = item
                 try:
                     await watch.session.send_audio(chunk)
                 except SessionClosedError:
-                    self._buffer.push_front(chunk, frames)  # nothing lost: resend on the next session
+                    self._buffer.push_front(chunk, frames, pushed_at)  # nothing lost: resend on the next session
                     watch.closed.set()
                     return "lost"
                 if frames:
                     self.counters.forwarded_frames += frames
                     self.counters.forwarded_bytes += len(chunk)
-                    if not self._buffer and self._config.send_delays is not None:
-                        # The chunk just written held the newest audio pushed.
-                        self._config.send_delays.add(self._clock() - self._last_push_at)
+                    if self._config.send_delays is not None:
+                        self._config.send_delays.add(self._clock() - pushed_at)
                 else:
                     self.counters.replayed_bytes += len(chunk)
                 self.counters.appends += 1

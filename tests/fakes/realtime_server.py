@@ -102,6 +102,9 @@ class Behaviour:
     delay_session_updated_s: float = 0.0
     slow_sessions: int = 0  # the delay applies to the first N sessions only (0: to all)
     validate_own_events: bool = True
+    # Off only in the load bench's standalone fake: the relay's events are validated by the
+    # test suite, and validating 2,500 appends/s would load the generator's core.
+    validate_client_events: bool = True
     response_delay_s: float = 0.0
 
 
@@ -210,19 +213,19 @@ class FakeRealtimeServer:
                 if msg.type is not WSMsgType.TEXT:
                     session.violations.append("non-text frame")
                     continue
-                await self._on_client_event(session, msg.data)
+                await self._on_client_event(session, msg.data, time.monotonic())
         finally:
             if expiry is not None:
                 expiry.cancel()
         return ws
 
-    async def _on_client_event(self, session: FakeSession, raw: str) -> None:
+    async def _on_client_event(self, session: FakeSession, raw: str, arrived: float) -> None:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
             session.violations.append("malformed JSON")
             return
-        _, problem = validate_client_event(data)
+        problem = validate_client_event(data)[1] if self.behaviour.validate_client_events else None
         kind = data.get("type") if isinstance(data, dict) else None
         session.client_events.append(str(kind))
         if problem is not None:
@@ -259,7 +262,7 @@ class FakeRealtimeServer:
             else:
                 session.audio_bytes_seen += len(chunk)
             session.appends += 1
-            session.append_times.append((time.monotonic(), len(chunk)))
+            session.append_times.append((arrived, len(chunk)))
             await self._after_append(session)
         elif kind == "conversation.item.create":
             session.context_items.append(data["item"])
@@ -443,6 +446,7 @@ async def _main(port: int, turn_every_s: float, validate: bool) -> None:
         repeat_turns=True,
         stagger_turns=True,
         validate_own_events=validate,
+        validate_client_events=validate,
     )
     server = FakeRealtimeServer(behaviour)
     server.keep_audio = False
@@ -463,9 +467,11 @@ async def _main(port: int, turn_every_s: float, validate: bool) -> None:
 if __name__ == "__main__":
     import argparse
 
+    from tests.fakes.tooling import run_standalone
+
     parser = argparse.ArgumentParser(description="fake OpenAI Realtime server (load tests)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--turn-every-s", type=float, default=6.0, help="answer a turn every N s of audio")
     parser.add_argument("--no-validate", action="store_true", help="skip validating events (saves CPU)")
     args = parser.parse_args()
-    asyncio.run(_main(args.port, args.turn_every_s, not args.no_validate))
+    run_standalone(_main(args.port, args.turn_every_s, not args.no_validate))

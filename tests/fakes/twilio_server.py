@@ -382,6 +382,8 @@ async def _main(port: int) -> None:
 if __name__ == "__main__":
     import argparse
 
+    from tests.fakes.tooling import run_standalone
+
     parser = argparse.ArgumentParser(description="fake Twilio (load tests)")
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(_main(parser.parse_args().port))
+    run_standalone(_main(parser.parse_args().port))
