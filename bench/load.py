@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import shutil
 import signal
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,6 +131,7 @@ class Step:
     gen_late_p99_ms: float
     send_p50_ms: float
     send_p99_ms: float
+    frames_sent: int
 
 
 class RawClient:
@@ -358,7 +360,12 @@ async def run_step(
         gen_late_p99_ms=1000 * pct(generator.tick_lateness[200:], 0.99),
         send_p50_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.5"}', float("nan")),
         send_p99_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.99"}', float("nan")),
+        frames_sent=int(np.count_nonzero(generator.send_times)) * len(generator.tracks),
     )
+
+
+def write_json(path: str, payload: object) -> None:
+    Path(path).write_text(json.dumps(payload, indent=1))
 
 
 def spawn(
@@ -368,7 +375,7 @@ def spawn(
     if nice and shutil.which("nice"):
         prefix += ["nice", "-n", str(nice)]
     stderr = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the child
-    return subprocess.Popen(prefix + cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    return subprocess.Popen(prefix + cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
 
 
 async def wait_http(url: str) -> None:
@@ -393,6 +400,7 @@ async def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="extra NAME=value for the relay")
     parser.add_argument("--relay-log", help="write the relay's log lines to this file")
     parser.add_argument("--relay-python", default=sys.executable, help="interpreter for the relay (default: this one)")
+    parser.add_argument("--json", help="also write every step's figures to this file (for tests and tooling)")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
 
@@ -464,6 +472,7 @@ async def main() -> None:
         )
         print(head)
         held = 0
+        results: list[Step] = []
         for n in steps:
             step = await run_step(
                 n,
@@ -485,12 +494,15 @@ async def main() -> None:
                 f"{step.gc2_count:3d}/{step.gc2_ms:5.0f} {step.gen_late_p99_ms:12.1f}",
                 flush=True,
             )
+            results.append(step)
             ok = step.lat_p99_ms <= 20 and step.lag_p99_ms <= 10 and step.dropped == 0 and step.errors == 0
             if ok:
                 held = n
             if not args.keep_going and (step.lat_p99_ms > 20 or step.cpu_pct > 95):
                 break
         print(f"\nhighest N that held (lat p99 ≤ 20 ms, lag p99 ≤ 10 ms, 0 dropped, 0 errors): {held}")
+        if args.json:
+            write_json(args.json, {"held": held, "steps": [asdict(r) for r in results]})
     finally:
         for p in procs:
             p.send_signal(signal.SIGKILL)
