@@ -94,7 +94,10 @@ async def media_handler(request: web.Request) -> web.StreamResponse:
         # Every open socket counts, started or not: a socket holds resources from the upgrade.
         return _refuse(state, 503, "at_capacity", "at capacity")
 
-    ws = web.WebSocketResponse(max_msg_size=state.settings.max_message_bytes, autoping=True)
+    # No permessage-deflate: Twilio never offers it, and accepting it would let any peer make
+    # the relay inflate every frame (CPU per frame, and a compressed frame far under the size
+    # limit can expand far past it).
+    ws = web.WebSocketResponse(max_msg_size=state.settings.max_message_bytes, autoping=True, compress=False)
     state.pending_upgrades += 1
     try:
         await ws.prepare(request)

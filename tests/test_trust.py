@@ -107,6 +107,16 @@ async def test_max_calls_refuses_with_503_before_upgrade(start_relay: StartRelay
     await asyncio.gather(first, return_exceptions=True)
 
 
+async def test_compression_offered_by_a_peer_is_not_negotiated(start_relay: StartRelay) -> None:
+    relay = await start_relay()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(relay.ws_url(), headers=relay.signed_headers(), compress=15) as ws,
+    ):
+        assert ws.compress == 0  # the relay answered without Sec-WebSocket-Extensions
+        await ws.close()
+
+
 async def _call_close(relay: RunningRelay, spec: CallSpec, linger_s: float = 0.0) -> tuple[int | None, str]:
     result = await stream_call(relay.ws_url(), spec, headers=relay.signed_headers(), linger_s=linger_s)
     return result.close_code, result.close_reason
