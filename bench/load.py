@@ -301,19 +301,28 @@ class Generator:
 
 
 async def run_step(
-    n: int, seconds: float, both: bool, relay_pid: int, base: str, media_url: str, fake_rt: str, fake_tw: str
+    n: int,
+    seconds: float,
+    both: bool,
+    relay_pid: int,
+    base: str,
+    media_url: str,
+    fake_rt: str,
+    fake_tw: str,
+    idle_rss: float,
 ) -> Step:
+    """One step of N calls. Memory per call is the peak beyond the idle process measured once
+    at startup: the allocator keeps freed arenas, so a later step's starting RSS is no baseline."""
     async with aiohttp.ClientSession() as http:
         await http.post(f"{fake_rt}/reset")
         before = await metrics(http, base)
         async with http.get(f"{fake_tw}/stats") as r:
             sync_before = (await r.json())["messages"]
-        idle_rss = rss_mib(relay_pid)
         cpu0, wall0 = cpu_seconds(relay_pid), time.monotonic()
         steal0, steal0_other = steal_ticks(0), steal_ticks(1)
         others0 = sum(cpu_seconds(p) for p in OTHER_PIDS) + time.process_time()
         generator = Generator(media_url, n, seconds, both, prompts=n)
-        peak_rss = idle_rss
+        peak_rss = rss_mib(relay_pid)
         gen_task = asyncio.create_task(generator.run())
         while not gen_task.done():
             await asyncio.sleep(0.5)
@@ -464,7 +473,9 @@ async def main() -> None:
             f"relay (Python {version}) pid {relay.pid} on CPU 0; generator and fakes on CPU 1; "
             f"mode {args.mode}; {args.seconds:.0f} s/step"
         )
-        print(f"idle RSS {rss_mib(relay.pid):.0f} MiB")
+        await asyncio.sleep(1.0)  # settle after startup before taking the idle baseline
+        idle_rss = rss_mib(relay.pid)
+        print(f"idle RSS {idle_rss:.0f} MiB")
         head = (
             f"{'calls':>5} {'CPU%':>5} {'µs/frame':>8} {'RSS MiB':>8} {'KiB/call':>8} {'lag p50/p99/max ms':>19} "
             f"{'lat p50/p99 ms':>15} {'send p50/p99':>12} {'frames':>8} {'dropped':>7} {'sync':>6} {'errors':>6} "
@@ -483,6 +494,7 @@ async def main() -> None:
                 f"ws://127.0.0.1:{relay_port}/media",
                 f"http://127.0.0.1:{rt_port + 1}",
                 f"http://127.0.0.1:{tw_port + 1}",
+                idle_rss,
             )
             print(
                 f"{step.calls:5d} {step.cpu_pct:5.0f} {step.us_per_frame:8.1f} {step.rss_mib:8.0f} "
