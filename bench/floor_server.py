@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -100,7 +99,8 @@ def make_app() -> web.Application:
 
 def main() -> None:
     port = int(os.environ.get("RELAY_PORT", "8080"))
-    if "--asyncio" in sys.argv:
+    # The relay's own switch (RELAY_UVLOOP=false), so `--env RELAY_UVLOOP=false` compares both.
+    if os.environ.get("RELAY_UVLOOP", "true").lower() in ("0", "false", "no", "off"):
         loop = asyncio.new_event_loop()
     else:
         import uvloop

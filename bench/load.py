@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import base64
 import json
+import math
 import os
 import shutil
 import signal
@@ -507,7 +508,9 @@ async def main() -> None:
                 flush=True,
             )
             results.append(step)
-            ok = step.lat_p99_ms <= 20 and step.lag_p99_ms <= 10 and step.dropped == 0 and step.errors == 0
+            # The floor server has no model behind it: no latency to judge, only the loop.
+            lat_ok = step.lat_p99_ms <= 20 or math.isnan(step.lat_p99_ms)
+            ok = lat_ok and step.lag_p99_ms <= 10 and step.dropped == 0 and step.errors == 0
             if ok:
                 held = n
             if not args.keep_going and (step.lat_p99_ms > 20 or step.cpu_pct > 95):
