@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ AUTH_TOKEN = "load-test-auth-token"
 PUBLIC = "wss://relay.load.test/media"
 FILTER_DELAY_SAMPLES = 69  # at 24 kHz: the transcoder holds back 2.875 ms
 TICKS = os.sysconf("SC_CLK_TCK")
+SLOTS = 10  # send slots per 20 ms period
 GC2_COUNT, GC2_SUM = ('relay_gc_pause_seconds_count{generation="2"}', 'relay_gc_pause_seconds_sum{generation="2"}')
 OTHER_PIDS: list[int] = []  # the fakes: with the generator, they share CPU 1
 
@@ -250,18 +252,21 @@ class Generator:
         await asyncio.gather(*(open_one(i) for i in range(self.calls)))
         t0 = time.monotonic() + 0.05
         payloads, n_payloads = self.payloads, len(self.payloads)
-        # Independent calls are not phase-locked: call i sends in 5 ms slot i % 4 of each
-        # 20 ms period, and starts (i // 4) % 5 frames late so 100 ms batch boundaries
-        # spread too. Every call still sends exactly `frames` frames at real-time pace.
-        slots = [[i for i in range(self.calls) if i % 4 == k] for k in range(4)]
-        offset = [(i // 4) % 5 for i in range(self.calls)]
-        for tick in range(4 * (self.frames + 5)):
-            delay = t0 + tick * 0.005 - time.monotonic()
+        # Independent calls are not phase-locked: call i sends in 2 ms slot i % 10 of each
+        # 20 ms period (Twilio's frames of different calls arrive at unrelated phases), and
+        # starts (i // 10) % 5 frames late so 100 ms batch boundaries spread too. Every call
+        # still sends exactly `frames` frames at real-time pace.
+        n_slots, slot_s = SLOTS, 0.020 / SLOTS
+        slots = [[i for i in range(self.calls) if i % n_slots == k] for k in range(n_slots)]
+        offset = [(i // n_slots) % 5 for i in range(self.calls)]
+        for tick in range(n_slots * (self.frames + 5)):
+            due = t0 + tick * slot_s
+            delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self.tick_lateness.append(time.monotonic() - (t0 + tick * 0.005))
-            period = tick // 4
-            for i in slots[tick % 4]:
+            self.tick_lateness.append(time.monotonic() - due)
+            period = tick // n_slots
+            for i in slots[tick % n_slots]:
                 f = period - offset[i]
                 ws = sockets[i]
                 if f < 0 or f >= self.frames or ws is None or ws.closed:
@@ -286,7 +291,13 @@ class Generator:
         return errors
 
     def latencies(self, sessions: list[dict[str, object]], skip_frames: int = 100) -> list[float]:
-        """Steady state only: frames in the first 2 s overlap the model sessions' setup."""
+        """Steady state only: frames in the first 2 s overlap the model sessions' setup.
+
+        The call's last frame is left out too: its final 2.9 ms stay in the filter until the
+        stream stops (the generator stops 100 ms after its last frame), and that flush is
+        driven by `stop`, not by audio arriving. Counting it put one ~100 ms outlier per call
+        into the sample, ~0.8% of a 15 s step, enough to move the p99.
+        """
         index = {cid: i for i, cid in enumerate(self.call_ids)}
         out: list[float] = []
         for session in sessions:
@@ -296,7 +307,7 @@ class Generator:
                 continue
             for at, cumulative in session["appends"]:  # type: ignore[attr-defined]
                 newest = int((cumulative / 2 + FILTER_DELAY_SAMPLES) / 3 // 160) - 1
-                if skip_frames <= newest < self.frames and self.send_times[call, newest] > 0:
+                if skip_frames <= newest < self.frames - 1 and self.send_times[call, newest] > 0:
                     out.append(at - self.send_times[call, newest])
         return out
 
@@ -367,11 +378,34 @@ async def run_step(
         steal1_pct=100 * (steal1_other[0] - steal0_other[0]) / max(1, steal1_other[1] - steal0_other[1]),
         gc2_count=int(after.get(GC2_COUNT, 0) - before.get(GC2_COUNT, 0)),
         gc2_ms=1000 * (after.get(GC2_SUM, 0) - before.get(GC2_SUM, 0)),
-        gen_late_p99_ms=1000 * pct(generator.tick_lateness[200:], 0.99),
+        gen_late_p99_ms=1000 * pct(generator.tick_lateness[SLOTS * 100 :], 0.99),
         send_p50_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.5"}', float("nan")),
         send_p99_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.99"}', float("nan")),
         frames_sent=int(np.count_nonzero(generator.send_times)) * len(generator.tracks),
     )
+
+
+def print_row(step: Step, label: str) -> None:
+    print(
+        f"{step.calls:5d} {step.cpu_pct:5.0f} {step.us_per_frame:8.1f} {step.rss_mib:8.0f} "
+        f"{step.rss_per_call_kib:8.0f} {step.lag_p50_ms:6.1f}/{step.lag_p99_ms:5.1f}/{step.lag_max_ms:6.1f} "
+        f"{step.lat_p50_ms:7.1f}/{step.lat_p99_ms:6.1f} {step.send_p50_ms:5.1f}/{step.send_p99_ms:6.1f} "
+        f"{step.frames_in:8d} {step.dropped:7d} "
+        f"{step.sync_messages:6d} {step.errors:6d} {step.other_cpu_pct:5.0f} "
+        f"{step.steal_pct:4.1f}/{step.steal1_pct:5.1f} "
+        f"{step.gc2_count:3d}/{step.gc2_ms:5.0f} {step.gen_late_p99_ms:12.1f}{label}",
+        flush=True,
+    )
+
+
+def median_step(runs: list[Step]) -> Step:
+    """Field-wise median of repeated runs; counts of loss (dropped, errors) take the worst run."""
+    rows = [asdict(r) for r in runs]
+    merged: dict[str, float] = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows]
+        merged[key] = max(values) if key in ("dropped", "errors") else statistics.median(values)
+    return Step(**{k: type(getattr(runs[0], k))(v) for k, v in merged.items()})
 
 
 def write_json(path: str, payload: object) -> None:
@@ -410,6 +444,9 @@ async def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="extra NAME=value for the relay")
     parser.add_argument("--relay-log", help="write the relay's log lines to this file")
     parser.add_argument("--relay-python", default=sys.executable, help="interpreter for the relay (default: this one)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each step K times and judge the median (this VM has steal time)"
+    )
     parser.add_argument("--json", help="also write every step's figures to this file (for tests and tooling)")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
@@ -486,27 +523,24 @@ async def main() -> None:
         held = 0
         results: list[Step] = []
         for n in steps:
-            step = await run_step(
-                n,
-                args.seconds,
-                args.mode == "both",
-                relay.pid,
-                base,
-                f"ws://127.0.0.1:{relay_port}/media",
-                f"http://127.0.0.1:{rt_port + 1}",
-                f"http://127.0.0.1:{tw_port + 1}",
-                idle_rss,
-            )
-            print(
-                f"{step.calls:5d} {step.cpu_pct:5.0f} {step.us_per_frame:8.1f} {step.rss_mib:8.0f} "
-                f"{step.rss_per_call_kib:8.0f} {step.lag_p50_ms:6.1f}/{step.lag_p99_ms:5.1f}/{step.lag_max_ms:6.1f} "
-                f"{step.lat_p50_ms:7.1f}/{step.lat_p99_ms:6.1f} {step.send_p50_ms:5.1f}/{step.send_p99_ms:6.1f} "
-                f"{step.frames_in:8d} {step.dropped:7d} "
-                f"{step.sync_messages:6d} {step.errors:6d} {step.other_cpu_pct:5.0f} "
-                f"{step.steal_pct:4.1f}/{step.steal1_pct:5.1f} "
-                f"{step.gc2_count:3d}/{step.gc2_ms:5.0f} {step.gen_late_p99_ms:12.1f}",
-                flush=True,
-            )
+            runs = []
+            for _ in range(args.repeat):
+                step = await run_step(
+                    n,
+                    args.seconds,
+                    args.mode == "both",
+                    relay.pid,
+                    base,
+                    f"ws://127.0.0.1:{relay_port}/media",
+                    f"http://127.0.0.1:{rt_port + 1}",
+                    f"http://127.0.0.1:{tw_port + 1}",
+                    idle_rss,
+                )
+                print_row(step, "")
+                runs.append(step)
+            step = runs[0] if len(runs) == 1 else median_step(runs)
+            if len(runs) > 1:
+                print_row(step, " median")
             results.append(step)
             # The floor server has no model behind it: no latency to judge, only the loop.
             lat_ok = step.lat_p99_ms <= 20 or math.isnan(step.lat_p99_ms)
