@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench load clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ bench: install
 	$(BIN)/python bench/audio_bench.py
 	$(BIN)/python bench/sync_bench.py
 	$(BIN)/python bench/offline_accuracy.py
+
+# Calls per core (issue 8): about 8 minutes; loopback only.
+load: install
+	$(BIN)/python bench/load.py --steps 50,100,150,200,250,300,400 --seconds 15 --repeat 3 --keep-going
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
