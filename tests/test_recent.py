@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.recent import RecentSamples
 
@@ -30,7 +32,25 @@ def test_only_the_most_recent_samples_count_and_memory_stays_bounded() -> None:
         samples.add(1000.0 if v < 9_900 else 1.0)  # the old spike must age out
     assert samples.quantiles((1.0,)) == [1.0]
     assert len(samples) == 100
-    assert len(samples._values) < 200  # trimmed in place, never more than twice the window
+    assert samples._ring.shape == (100,)  # a fixed ring, whatever was added
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.floats(min_value=0, max_value=10, allow_nan=False), min_size=1, max_size=300),
+    keep=st.integers(min_value=1, max_value=120),
+    last=st.one_of(st.none(), st.integers(min_value=1, max_value=150)),
+)
+def test_quantiles_match_sorting_the_window_by_hand(values: list[float], keep: int, last: int | None) -> None:
+    """Across ring wrap-arounds and windows: the same answer as sorting the last samples."""
+    samples = RecentSamples(keep=keep)
+    for v in values:
+        samples.add(v)
+    window = values[-min(keep, last or keep) :]
+    ordered = sorted(window)
+    qs = (0.0, 0.5, 0.99, 1.0)
+    expected = [ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in qs]
+    assert samples.quantiles(qs, last=last) == expected
 
 
 def test_a_shorter_view_reads_only_the_last_samples() -> None:
