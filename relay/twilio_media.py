@@ -264,6 +264,8 @@ class MediaStreamParser:
         except (binascii.Error, ValueError):
             raise _violation(CloseCode.INVALID_PAYLOAD, "payload is not valid base64", "invalid_base64") from None
         track = body.get("track", "inbound")
+        if type(track) is not str:
+            raise _violation(CloseCode.INVALID_PAYLOAD, "media track must be a string", "media_bad_track")
         if track not in self.tracks:
             # Unknown names, or a track the start did not announce: drop and count.
             return Ignored("unknown_track" if track not in KNOWN_TRACKS else "unannounced_track")
@@ -276,4 +278,4 @@ class MediaStreamParser:
                 ts = int(timestamp)  # type: ignore[call-overload,unused-ignore]
             except (TypeError, ValueError):
                 ts = None
-        return Media(str(track), audio, ts)
+        return Media(track, audio, ts)

@@ -172,6 +172,28 @@ def test_protocol_violations_carry_close_code_and_kind(message: str, code: Close
         (media_message(payload="AAA"), CloseCode.INVALID_PAYLOAD, "invalid_base64"),
         ('{"event":"media","media":{"payload":5}}', CloseCode.INVALID_PAYLOAD, "media_bad_payload"),
         ('{"event":"media","media":"x"}', CloseCode.INVALID_PAYLOAD, "media_missing_body"),
+        # A track that is not a string cannot name a track; a list or object used to reach a
+        # set lookup and fail as an internal error (1011) instead of a bad payload (1007).
+        (
+            f'{{"event":"media","media":{{"track":["inbound"],"payload":"{PAYLOAD}"}}}}',
+            CloseCode.INVALID_PAYLOAD,
+            "media_bad_track",
+        ),
+        (
+            f'{{"event":"media","media":{{"track":{{"a":1}},"payload":"{PAYLOAD}"}}}}',
+            CloseCode.INVALID_PAYLOAD,
+            "media_bad_track",
+        ),
+        (
+            f'{{"event":"media","media":{{"track":7,"payload":"{PAYLOAD}"}}}}',
+            CloseCode.INVALID_PAYLOAD,
+            "media_bad_track",
+        ),
+        (
+            f'{{"event":"media","media":{{"track":null,"payload":"{PAYLOAD}"}}}}',
+            CloseCode.INVALID_PAYLOAD,
+            "media_bad_track",
+        ),
     ],
 )
 def test_violations_once_streaming(message: str, code: CloseCode, kind: str) -> None:
