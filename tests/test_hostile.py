@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from relay.audio import PcmTranscoder
 from relay.simulator import CallSpec, new_sid, stream_call
-from relay.twilio_media import Event, MediaStreamParser, ProtocolViolation
+from relay.twilio_media import CloseCode, Event, Ignored, Media, MediaStreamParser, ProtocolViolation
 from tests.conftest import RunningRelay, StartRelay, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 
@@ -76,6 +76,33 @@ def test_parser_only_ever_returns_an_event_or_raises_a_violation(sequence: list[
             assert 1000 <= violation.code < 5000 and violation.kind
             return
         assert isinstance(event, Event.__args__)  # type: ignore[attr-defined]
+
+
+media_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "payload": json_values | st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+        "track": json_values | st.sampled_from(["inbound", "outbound", "both_tracks"]),
+        "timestamp": json_values,
+        "chunk": json_values,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(media_bodies | json_values, min_size=1, max_size=8))
+def test_media_after_a_valid_start_is_audio_ignored_or_a_violation(bodies: list[object]) -> None:
+    """The hot path gets the hostile values directly: the mixed fuzzer above rarely reaches
+    it, because it needs a valid start first (a list `track` once slipped through as 1011)."""
+    parser = MediaStreamParser()
+    parser.receive(_start())
+    for body in bodies:
+        try:
+            event = parser.receive(json.dumps({"event": "media", "media": body}))
+        except ProtocolViolation as violation:
+            assert violation.code == CloseCode.INVALID_PAYLOAD and violation.kind
+            return
+        assert isinstance(event, Media | Ignored)
 
 
 # ------------------------------------------------------------------ battery over real sockets
