@@ -98,6 +98,8 @@ class RelayState:
                 session_max_age_s=settings.session_max_age_s,
                 rollover_grace_s=min(120.0, max(5.0, 3600 - settings.session_max_age_s - 30)),
                 replay_max_bytes=settings.reconnect_replay_ms * bytes_per_ms,
+                # Catching up after falling behind: at most 1 s of audio per append.
+                merge_max_bytes=1000 * bytes_per_ms,
                 send_delays=self.send_delay,
             ),
         )

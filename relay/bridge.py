@@ -285,6 +285,7 @@ class CallBridge:
             "bytes_forwarded": sum(x.counters.forwarded_bytes for x in self.links),
             "bytes_replayed": sum(x.counters.replayed_bytes for x in self.links),
             "appends": sum(x.counters.appends for x in self.links),
+            "appends_merged": sum(x.counters.merged_appends for x in self.links),
             "transcripts": self.transcripts,
             "suggestions": self.suggestions,
             "suggestions_empty": self.suggestions_empty,

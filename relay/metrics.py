@@ -34,6 +34,7 @@ class FinishedTotals:
     frames_forwarded: int = 0
     frames_dropped: Counter[str] = field(default_factory=Counter)
     appends: int = 0
+    merged_appends: int = 0
     bytes_forwarded: int = 0
     connects: int = 0
     connect_failures: int = 0
@@ -54,6 +55,7 @@ def add_bridge(totals: FinishedTotals, bridge: CallBridge) -> None:
     for model_link in bridge.links:  # the assist session and, with both tracks, the agent's
         link = model_link.counters
         totals.appends += link.appends
+        totals.merged_appends += link.merged_appends
         totals.bytes_forwarded += link.forwarded_bytes
         totals.connects += link.connects
         totals.connect_failures += link.connect_failures
@@ -115,6 +117,11 @@ class RelayCollector(Collector):
         yield _counter("relay_frames_forwarded", "Media frames forwarded to the model", totals.frames_forwarded)
         yield _labelled("relay_frames_dropped", "Media frames dropped, by reason", "reason", totals.frames_dropped)
         yield _counter("relay_realtime_appends", "input_audio_buffer.append events sent", totals.appends)
+        yield _counter(
+            "relay_realtime_merged_appends",
+            "Appends that joined several queued batches because the sender had fallen behind",
+            totals.merged_appends,
+        )
         yield _counter("relay_realtime_audio_bytes", "Audio bytes sent to the model", totals.bytes_forwarded)
         yield _counter("relay_realtime_connects", "Model sessions opened", totals.connects)
         yield _counter("relay_realtime_connect_failures", "Failed model connects", totals.connect_failures)

@@ -61,6 +61,9 @@ class LinkConfig:
     replay_max_bytes: int = 0
     # Where to record each send delay (newest frame's arrival → its append written); shared.
     send_delays: RecentSamples | None = None
+    # A sender that fell behind joins queued fresh chunks into appends of up to this size
+    # (0: never). The audio is unchanged; only the number of appends drops.
+    merge_max_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class LinkCounters:
     forwarded_bytes: int = 0
     replayed_bytes: int = 0
     appends: int = 0
+    merged_appends: int = 0  # appends that carried several queued batches (the sender caught up)
     dropped_frames: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     connect_failures: int = 0
@@ -117,12 +121,30 @@ class AudioBuffer:
         self._chunks.appendleft((chunk, frames, pushed_at))
         self._bytes += len(chunk)
 
-    def pop(self) -> tuple[bytes, int, float] | None:
-        if not self._chunks:
+    def pop(self, merge_up_to: int = 0) -> tuple[bytes, int, tuple[float, ...]] | None:
+        """The oldest chunk, with the push times of what it holds.
+
+        With `merge_up_to`, fresh chunks queued behind it are joined to it up to that many
+        bytes: a sender that fell behind catches up with fewer, larger appends (each append
+        has a fixed cost), and the audio is byte-for-byte the same. Replayed chunks (0 frames,
+        counted once already) are never joined to fresh ones.
+        """
+        chunks = self._chunks
+        if not chunks:
             return None
-        item = self._chunks.popleft()
-        self._bytes -= len(item[0])
-        return item
+        chunk, frames, pushed_at = chunks.popleft()
+        self._bytes -= len(chunk)
+        if not (merge_up_to and frames and chunks and chunks[0][1]):
+            return chunk, frames, (pushed_at,)
+        parts, times, size = [chunk], [pushed_at], len(chunk)
+        while chunks and chunks[0][1] and size + len(chunks[0][0]) <= merge_up_to:
+            more, more_frames, more_at = chunks.popleft()
+            self._bytes -= len(more)
+            parts.append(more)
+            times.append(more_at)
+            frames += more_frames
+            size += len(more)
+        return b"".join(parts), frames, tuple(times)
 
     def drain_frames(self) -> int:
         frames = sum(item[1] for item in self._chunks)
@@ -306,7 +328,7 @@ class ModelLink:
                 if watch.closed.is_set():
                     return "lost"
                 next_session, watch = await self._maybe_roll_over(watch, next_session)
-                item = self._buffer.pop()
+                item = self._buffer.pop(self._config.merge_max_bytes)
                 if item is None:
                     if self._closing:
                         await self._await_idle(watch, self._config.final_response_wait_s)
@@ -318,14 +340,20 @@ class ModelLink:
                 try:
                     await watch.session.send_audio(chunk)
                 except SessionClosedError:
-                    self._buffer.push_front(chunk, frames, pushed_at)  # nothing lost: resend on the next session
+                    # Nothing lost: resend on the next session (as one chunk if it was merged).
+                    self._buffer.push_front(chunk, frames, pushed_at[0])
                     watch.closed.set()
                     return "lost"
                 if frames:
                     self.counters.forwarded_frames += frames
                     self.counters.forwarded_bytes += len(chunk)
-                    if self._config.send_delays is not None:
-                        self._config.send_delays.add(self._clock() - pushed_at)
+                    if len(pushed_at) > 1:
+                        self.counters.merged_appends += 1
+                    delays = self._config.send_delays
+                    if delays is not None:
+                        now = self._clock()
+                        for at in pushed_at:
+                            delays.add(now - at)
                 else:
                     self.counters.replayed_bytes += len(chunk)
                 self.counters.appends += 1

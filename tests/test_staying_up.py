@@ -204,6 +204,25 @@ async def test_a_slow_session_setup_times_out_and_is_retried(
     assert len(fake_realtime.sessions) == 2
 
 
+async def test_a_sender_that_fell_behind_catches_up_in_fewer_appends_without_changing_the_audio(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    # The session takes 0.6 s to be ready while the caller streams at real-time pace:
+    # ~6 batches queue, then go out as one append (at most 1 s of audio each).
+    fake_realtime.behaviour.delay_session_updated_s = 0.6
+    relay = await start_relay()
+    audio, summary = await _run_call(relay, 2.0, pace=1.0)
+    lost, duplicated = _lost(audio, fake_realtime)
+    assert lost == 0 and duplicated == 0
+    (session,) = fake_realtime.sessions
+    assert bytes(session.audio) == expected_pcm(audio)  # byte for byte, in order
+    assert summary["appends_merged"] >= 1
+    batches = 20  # 2 s of 100 ms batches
+    assert summary["appends"] < batches
+    largest = max(size for _, size in session.append_times)
+    assert 4 * 4800 <= largest <= 48_000  # several batches joined, never more than 1 s
+
+
 async def test_buffer_overflow_drops_oldest_audio_and_counts_it(
     start_relay: StartRelay, fake_realtime: FakeRealtimeServer
 ) -> None:
