@@ -135,6 +135,8 @@ class Step:
     send_p50_ms: float
     send_p99_ms: float
     frames_sent: int
+    appends: int
+    merged_appends: int
 
 
 class RawClient:
@@ -382,6 +384,10 @@ async def run_step(
         send_p50_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.5"}', float("nan")),
         send_p99_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.99"}', float("nan")),
         frames_sent=int(np.count_nonzero(generator.send_times)) * len(generator.tracks),
+        appends=int(total(after, "relay_realtime_appends_total") - total(before, "relay_realtime_appends_total")),
+        merged_appends=int(
+            total(after, "relay_realtime_merged_appends_total") - total(before, "relay_realtime_merged_appends_total")
+        ),
     )
 
 
@@ -393,7 +399,7 @@ def print_row(step: Step, label: str) -> None:
         f"{step.frames_in:8d} {step.dropped:7d} "
         f"{step.sync_messages:6d} {step.errors:6d} {step.other_cpu_pct:5.0f} "
         f"{step.steal_pct:4.1f}/{step.steal1_pct:5.1f} "
-        f"{step.gc2_count:3d}/{step.gc2_ms:5.0f} {step.gen_late_p99_ms:12.1f}{label}",
+        f"{step.gc2_count:3d}/{step.gc2_ms:5.0f} {step.gen_late_p99_ms:12.1f} {step.merged_appends:6d}{label}",
         flush=True,
     )
 
@@ -517,7 +523,7 @@ async def main() -> None:
         head = (
             f"{'calls':>5} {'CPU%':>5} {'µs/frame':>8} {'RSS MiB':>8} {'KiB/call':>8} {'lag p50/p99/max ms':>19} "
             f"{'lat p50/p99 ms':>15} {'send p50/p99':>12} {'frames':>8} {'dropped':>7} {'sync':>6} {'errors':>6} "
-            f"{'CPU1%':>5} {'steal% 0/1':>10} {'gc2 n/ms':>9} {'gen late p99':>12}"
+            f"{'CPU1%':>5} {'steal% 0/1':>10} {'gc2 n/ms':>9} {'gen late p99':>12} {'merged':>6}"
         )
         print(head)
         held = 0
