@@ -83,7 +83,7 @@ class RelayStats:
 # that is not just the maximum.
 LAG_WINDOW = 500
 LAG_INTERVAL_S = 0.02
-# Audio send delays: one sample per append that empties a call's buffer (~5/s per call).
+# Audio send delays: one sample per 100 ms batch sent (~5/s per call and track).
 SEND_DELAY_WINDOW = 20_000
 _QUANTILES = (0.5, 0.99, 1.0)
 
@@ -152,8 +152,8 @@ class RelayCollector(Collector):
         )
         yield from _recent(
             "relay_audio_send_delay_recent_seconds",
-            "From the newest audio frame's arrival to its append being written to the model's socket, "
-            f"over the last {SEND_DELAY_WINDOW} appends (quantile 1 is the max)",
+            "From a batch's newest audio frame arriving to its append being written to the model's socket, "
+            f"over the last {SEND_DELAY_WINDOW} batches (quantile 1 is the max)",
             self._send_delay,
         )
         publisher = self._publisher()
