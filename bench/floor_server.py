@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import time
 from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from relay.metrics import LAG_WINDOW, monitor_loop_lag
+from relay.recent import RecentSamples
+
 FRAMES = web.AppKey("frames", list)
 OPEN = web.AppKey("open", set)
-LAGS = web.AppKey("lags", list)
+LAGS = web.AppKey("lags", RecentSamples)
 
 
 async def media(request: web.Request) -> web.WebSocketResponse:
@@ -56,26 +58,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     lines = [f"relay_frames_in_total {request.app[FRAMES][0]}"]
-    recent = sorted(request.app[LAGS][-500:])
-    for q in (0.5, 0.99, 1.0):
-        if recent:
-            value = recent[min(len(recent) - 1, int(q * len(recent)))]
-            lines.append(f'relay_event_loop_lag_recent_seconds{{quantile="{q}"}} {value}')
+    qs = (0.5, 0.99, 1.0)
+    values = request.app[LAGS].quantiles(qs)
+    if values is not None:
+        lines += [f'relay_event_loop_lag_recent_seconds{{quantile="{q}"}} {v}' for q, v in zip(qs, values, strict=True)]
     return web.Response(text="\n".join(lines) + "\n")
 
 
 async def lag_probe(app: web.Application) -> AsyncIterator[None]:
-    """The relay's probe (relay.metrics.monitor_loop_lag), so both report the same figure."""
-
-    async def probe() -> None:
-        while True:
-            expected = time.perf_counter() + 0.02
-            await asyncio.sleep(0.02)
-            app[LAGS].append(max(0.0, time.perf_counter() - expected))
-            if len(app[LAGS]) > 10_000:
-                del app[LAGS][:5000]
-
-    task = asyncio.create_task(probe())
+    """The relay's own probe and window, so both report the same figure."""
+    task = asyncio.create_task(monitor_loop_lag(None, record=app[LAGS]))
     yield
     task.cancel()
 
@@ -84,7 +76,7 @@ def make_app() -> web.Application:
     app = web.Application()
     app[FRAMES] = [0]
     app[OPEN] = set()
-    app[LAGS] = []
+    app[LAGS] = RecentSamples(LAG_WINDOW)
     app.cleanup_ctx.append(lag_probe)
     app.add_routes(
         [
