@@ -33,6 +33,19 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
+# Media bodies for both fuzzers: hostile values in every field, and valid ones often enough
+# to get past the earlier checks.
+media_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "payload": st.text(max_size=40)
+        | json_values
+        | st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+        "track": json_values | st.sampled_from(["inbound", "outbound", "both_tracks"]),
+        "timestamp": json_values,
+        "chunk": json_values,
+    },
+)
 events = st.fixed_dictionaries(
     {"event": st.sampled_from(["connected", "start", "media", "mark", "dtmf", "stop", "other"]) | st.text(max_size=8)},
     optional={
@@ -46,14 +59,7 @@ events = st.fixed_dictionaries(
                 "mediaFormat": json_values,
             },
         ),
-        "media": st.fixed_dictionaries(
-            {},
-            optional={
-                "payload": st.text(max_size=40) | st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
-                "track": json_values,
-                "timestamp": json_values,
-            },
-        ),
+        "media": media_bodies,
         "streamSid": json_values,
     },
 )
@@ -76,17 +82,6 @@ def test_parser_only_ever_returns_an_event_or_raises_a_violation(sequence: list[
             assert 1000 <= violation.code < 5000 and violation.kind
             return
         assert isinstance(event, Event.__args__)  # type: ignore[attr-defined]
-
-
-media_bodies = st.fixed_dictionaries(
-    {},
-    optional={
-        "payload": json_values | st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
-        "track": json_values | st.sampled_from(["inbound", "outbound", "both_tracks"]),
-        "timestamp": json_values,
-        "chunk": json_values,
-    },
-)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
