@@ -1,22 +1,30 @@
 # Slim runtime image for the relay. Build: docker build -t flex-assist-relay .
-FROM python:3.11-slim AS base
+# The wheel carries the default prompts, knowledge base, sample call and console page;
+# mount your own folder at /srv/prompts (or set RELAY_PROMPTS_DIR) to override them.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY relay ./relay
+COPY sync_publisher ./sync_publisher
+# relay/assets/ links to these two; the wheel build copies their files into the package.
+COPY prompts ./prompts
+COPY samples ./samples
+RUN pip wheel --no-cache-dir --no-deps -w /wheels .
 
+FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels && useradd --system --uid 10001 --home /srv relay \
+    && mkdir -p /srv && chown relay /srv
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY relay ./relay
-COPY sync_publisher ./sync_publisher
-COPY prompts ./prompts
-RUN pip install . && useradd --system --uid 10001 --home /app relay && chown -R relay /app
-
+# An empty working folder: the relay uses ./prompts when one is mounted here, else its bundled defaults.
+WORKDIR /srv
 USER relay
 ENV RELAY_HOST=0.0.0.0 \
-    RELAY_PORT=8080 \
-    RELAY_PROMPTS_DIR=/app/prompts
+    RELAY_PORT=8080
 EXPOSE 8080
 
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

@@ -10,18 +10,30 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# Stamps: a second run installs nothing unless pyproject.toml changed (the install is
+# editable, so source edits need no reinstall). The demo needs only the runtime packages.
+$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.installed-runtime
+
+install: $(VENV)/.installed-dev
 
 lint: install
 	$(BIN)/ruff check relay sync_publisher tests bench
 	$(BIN)/mypy relay sync_publisher
 
+# -rs: a skipped test always says why.
 test: lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -rs -p no:cacheprovider
 
-demo: install
-	$(BIN)/relay demo --port 0
+# `make demo DEMO_ARGS=--hold` keeps the console up after the call; `--engine openai` uses OpenAI.
+DEMO_ARGS ?=
+demo: $(VENV)/.installed-runtime
+	$(BIN)/relay demo --port 0 $(DEMO_ARGS)
 
 bench: install
 	$(BIN)/python bench/audio_bench.py

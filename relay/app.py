@@ -177,7 +177,12 @@ def create_app(
 ) -> web.Application:
     from . import console, http_api, media_ws
 
-    prompts = PromptLibrary.load(settings.prompts_dir, settings.prompt)
+    dirs = settings.data_dirs()
+    prompts = PromptLibrary.load(dirs.prompts, settings.prompt)
+    log.info(
+        "prompts loaded",
+        extra={"folder": str(dirs.prompts), "origin": dirs.prompts_origin, "prompts": list(prompts.names)},
+    )
     stats = RelayStats()
     holder: dict[str, RelayState] = {}
     loop_lag, send_delay = RecentSamples(LAG_WINDOW), RecentSamples(SEND_DELAY_WINDOW)
@@ -217,12 +222,19 @@ def create_app(
             from .local_engine import LocalConnector
 
             local = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: LocalConnector(settings.knowledge_dir, min_score=settings.local_min_score)
+                None, lambda: LocalConnector(dirs.knowledge, min_score=settings.local_min_score)
             )
             await local.recognizer.warm_up()
             state.connector = local
             owned.append(local)
-            log.info("offline engine ready", extra={"entries": len(local.kb.entries)})
+            log.info(
+                "offline engine ready",
+                extra={
+                    "entries": len(local.kb.entries),
+                    "folder": str(dirs.knowledge),
+                    "origin": dirs.knowledge_origin,
+                },
+            )
         elif connector is None and settings.openai_api_key is not None:
             openai_connector = OpenAIConnector(
                 api_key=settings.openai_api_key.get_secret_value(),

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,11 +27,32 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from .errors import ConfigurationError
 from .settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("relay")
 
-SAMPLE_CALL = Path(__file__).resolve().parent.parent / "samples" / "sample_call.wav"
+DISTRIBUTION = "twilio-flex-assist-relay"
+
+
+def _version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+async def _start_site(runner: web.AppRunner, host: str, port: int) -> None:
+    """Listen, or say in one line why not (exit 2 via ConfigurationError)."""
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(f"port {port} on {host} is already in use (set RELAY_PORT or --port)") from exc
+        if exc.errno == errno.EACCES:
+            raise ConfigurationError(f"not allowed to listen on {host}:{port} (ports below 1024 need root)") from exc
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -46,8 +69,7 @@ async def serve(settings: Settings) -> int:
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    await _start_site(runner, settings.host, settings.port)
     state = app[RELAY]
     if settings.gc_freeze:
         # Everything alive now (imported modules, SDK schemas, the app) lives for the whole
@@ -59,8 +81,6 @@ async def serve(settings: Settings) -> int:
     # allocations mostly wastes passes and advances the expensive full collections.
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(settings.gc_gen0_threshold, gen1, gen2)
-    log.info("relay listening", extra={"host": settings.host, "port": settings.port})
-
     stop = asyncio.Event()
     received = 0
 
@@ -79,6 +99,9 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    # Only now: a SIGTERM sent as soon as this line appears drains instead of killing.
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    log.info("relay listening", extra={"host": settings.host, "port": port, "version": _version()})
     await stop.wait()
     await drain(state, settings.drain_deadline_s)
     await runner.cleanup()
@@ -105,9 +128,10 @@ def _format(message: dict[str, Any]) -> str | None:
 
 
 async def _watch_console(http_base: str, call_sid: str, out: list[dict[str, Any]]) -> None:
-    """Print what the relay publishes for the call (hub mode's SSE feed), as it happens."""
+    """Print what the relay publishes for the call (hub mode's SSE feed), as it happens.
+    Returns at the call's `ended` status (its last message), or when there is no feed."""
     url = f"{http_base}/console/events?call_sid={call_sid}"
-    with contextlib.suppress(aiohttp.ClientError, asyncio.CancelledError):
+    with contextlib.suppress(aiohttp.ClientError):
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             if response.status != 200:
                 return
@@ -120,13 +144,11 @@ async def _watch_console(http_base: str, call_sid: str, out: list[dict[str, Any]
                 text = _format(message)
                 if text:
                     print(_clear_line() + text, flush=True)
+                if message.get("type") == "status" and message.get("state") == "ended":
+                    return
 
 
-async def simulate(
-    args: argparse.Namespace,
-    settings: Settings,
-    call_finished: Callable[[str], Awaitable[None]] | None = None,
-) -> int:
+async def simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .callfile import CallFileError, load_call_audio
     from .simulator import CallResult, CallSpec, new_sid, sign_upgrade, stream_call
 
@@ -179,10 +201,9 @@ async def simulate(
         print(f"\ncould not reach the relay: {exc}", file=sys.stderr)
         watcher.cancel()
         return 1
-    if call_finished is not None:
-        await call_finished(spec.call_sid)  # the relay has flushed everything for the call
-    else:
-        await asyncio.sleep(args.linger)
+    # The relay flushes the call's last answers after the stream closes: wait for its `ended`.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(watcher), timeout=args.linger)
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
     print(
@@ -198,20 +219,27 @@ async def simulate(
 
 
 async def demo(args: argparse.Namespace, settings: Settings) -> int:
-    from .app import RELAY, create_app
+    from .app import create_app
 
-    overrides: dict[str, Any] = {"host": "127.0.0.1", "port": args.port}
-    if settings.openai_api_key is None:
-        overrides["engine"] = "local"
-    settings = settings.model_copy(update=overrides)
-    print("starting the relay (offline engine: PocketSphinx + knowledge base)…", flush=True)
+    # The demo is the offline showcase: the offline engine unless `--engine openai` asks otherwise.
+    if args.engine == "openai" and settings.openai_api_key is None:
+        raise ConfigurationError("relay demo --engine openai needs OPENAI_API_KEY")
+    settings = settings.model_copy(update={"host": "127.0.0.1", "port": args.port, "engine": args.engine})
+    if settings.effective_engine == "local":
+        engine = "offline engine: PocketSphinx + knowledge base"
+    else:
+        engine = f"OpenAI engine: {settings.realtime_model} at {urlsplit(settings.openai_base_url).netloc}"
+    print(f"relay {_version()}: starting ({engine})…", flush=True)
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", args.port)
-    await site.start()
+    await _start_site(runner, "127.0.0.1", args.port)
     port = runner.addresses[0][1]
-    print(f"console: http://127.0.0.1:{port}/console  (open it to watch the call)", flush=True)
+    console = f"http://127.0.0.1:{port}/console"
+    if args.hold:
+        print(f"console: {console}  (stays up after the call: --hold)", flush=True)
+    else:
+        print(f"console: {console}  (open it to watch; it closes when the demo ends, --hold keeps it)", flush=True)
     try:
         sim_args = argparse.Namespace(
             file=args.file,
@@ -222,20 +250,17 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
             fast=args.fast,
             speed=1.0,
             track="both",
-            linger=1.0,
+            # Bounds the wait for the call's `ended` (the flush deadlines, plus slack).
+            linger=2 * settings.sync_flush_deadline_s + 5,
         )
-        state = app[RELAY]
-
-        async def summary_written(call_sid: str) -> None:
-            while not any(s["call_sid"] == call_sid for s in state.recent_summaries):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(0.2)  # let the console feed deliver the last messages
-
-        code = await simulate(sim_args, settings, call_finished=summary_written)
+        code = await simulate(sim_args, settings)
         if args.hold:
-            print("holding the relay open for the console; Ctrl-C to stop", flush=True)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.Event().wait()
+            print(f"holding the relay open: {console}  (Ctrl-C to stop)", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
         return code
     finally:
         await runner.cleanup()
@@ -257,6 +282,7 @@ def _run(coro: Coroutine[Any, Any, int], settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relay", description="Twilio Flex agent-assist relay")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the relay with settings from the environment")
 
@@ -270,13 +296,18 @@ def main(argv: list[str] | None = None) -> int:
     pace = sim.add_mutually_exclusive_group()
     pace.add_argument("--fast", action="store_true", help="send as fast as possible instead of real time")
     pace.add_argument("--speed", type=float, default=1.0, help="pace relative to real time (default 1.0)")
-    sim.add_argument("--linger", type=float, default=2.0, help="seconds to keep listening after the call")
+    sim.add_argument(
+        "--linger", type=float, default=10.0, help="at most this long after the call, wait for its last messages"
+    )
 
     dem = sub.add_parser("demo", help="run the relay offline and play the bundled sample call")
-    dem.add_argument("--file", default=str(SAMPLE_CALL), help="call recording to play")
+    dem.add_argument("--file", help="call recording to play (default: the bundled sample call)")
+    dem.add_argument(
+        "--engine", choices=["local", "openai"], default="local", help="offline engine (default) or OpenAI"
+    )
     dem.add_argument("--port", type=int, default=8080, help="port for the relay and its console (0: any)")
     dem.add_argument("--fast", action="store_true", help="play the call faster than real time")
-    dem.add_argument("--hold", action="store_true", help="keep the relay running after the call")
+    dem.add_argument("--hold", action="store_true", help="keep the relay and its console running after the call")
     args = parser.parse_args(argv)
 
     try:
@@ -289,9 +320,11 @@ def main(argv: list[str] | None = None) -> int:
 
     level = {"serve": settings.log_level, "simulate": "WARNING"}.get(args.command, "ERROR")
     configure_logging(level, _secrets(settings))
-    from .errors import ConfigurationError
-
     try:
+        if args.command == "demo" and args.file is None:
+            from .bundled import bundled_sample_call
+
+            args.file = str(bundled_sample_call())
         if args.command == "serve":
             return _run(serve(settings), settings)
         if args.command == "simulate":

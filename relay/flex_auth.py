@@ -16,9 +16,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from twilio.rest import Client
+
+from sync_publisher.network import describe_failure
 
 from .errors import RelayError
 
@@ -93,7 +96,10 @@ class FlexTokenValidator:
                 headers={"Content-Type": "application/json", "Cache-Control": "no-cache"},
             )
         except Exception as exc:  # network, timeout: the boundary translates them all
-            log.error("flex token check failed: IAM unreachable", extra={"error": type(exc).__name__})
+            log.error(
+                "flex token check failed: IAM unreachable",
+                extra={"error": describe_failure(exc, urlsplit(self._url).netloc)},
+            )
             return FlexAuthError(503, "token service unavailable")
         status = int(response.status_code)
         if status >= 500 or (status in (401, 403, 429) and not _looks_like_verdict(response.text)):

@@ -11,6 +11,7 @@ import hmac
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -19,11 +20,13 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import HMAC_SHA256, RequestValidator, get_signature_algorithm
 
 from sync_publisher import messages
+from sync_publisher.network import describe_failure
 from sync_publisher.tokens import mint_sync_token
 
 from .app import RELAY, RelayState
 from .flex_auth import FlexAuthError, FlexIdentity
 from .openapi import OPENAPI
+from .settings import Settings
 
 log = logging.getLogger("relay.http")
 
@@ -189,7 +192,10 @@ async def _start_assist(state: RelayState, call_sid: str) -> web.Response:
             return web.json_response({"result": True, "already_running": True})
         return _twilio_failure(exc, call_sid, "start")
     except Exception as exc:
-        log.error("stream start failed: Twilio unreachable", extra={"call_sid": call_sid, "error": type(exc).__name__})
+        log.error(
+            "stream start failed: Twilio unreachable",
+            extra={"call_sid": call_sid, "error": describe_failure(exc, _api_host(settings))},
+        )
         return _error(502, "Twilio could not be reached")
     log.info("assist stream started", extra={"call_sid": call_sid, "stream_sid": stream.sid})
     return web.json_response({"result": True, "stream_sid": stream.sid})
@@ -206,10 +212,17 @@ async def _stop_assist(state: RelayState, call_sid: str) -> web.Response:
             return web.json_response({"result": True, "already_stopped": True})
         return _twilio_failure(exc, call_sid, "stop")
     except Exception as exc:
-        log.error("stream stop failed: Twilio unreachable", extra={"call_sid": call_sid, "error": type(exc).__name__})
+        log.error(
+            "stream stop failed: Twilio unreachable",
+            extra={"call_sid": call_sid, "error": describe_failure(exc, _api_host(state.settings))},
+        )
         return _error(502, "Twilio could not be reached")
     log.info("assist stream stopped", extra={"call_sid": call_sid})
     return web.json_response({"result": True})
+
+
+def _api_host(settings: Settings) -> str:
+    return urlsplit(settings.twilio_api_base_url).netloc
 
 
 def _twilio_failure(exc: TwilioRestException, call_sid: str, action: str) -> web.Response:

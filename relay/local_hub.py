@@ -29,7 +29,8 @@ class LocalHub:
         self._history_per_call = history_per_call
         self._max_calls_kept = max_calls_kept
         self._subscriber_queue = subscriber_queue
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        # A subscriber's queue yields messages, then None once the hub closes (app shutdown).
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._seq: dict[str, int] = {}  # one counter per call, shared by its channels
         self.stats = HubStats()
 
@@ -74,13 +75,21 @@ class LocalHub:
     def calls(self) -> list[str]:
         return list(self._history)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=self._subscriber_queue)
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=self._subscriber_queue)
         self._subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._subscribers.discard(queue)
+
+    def end_subscriptions(self) -> None:
+        """Tell every subscriber the feed is over, so open feeds end now, not at their next
+        keep-alive (shutdown would otherwise wait for it)."""
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
 
 
 class LocalChannel:

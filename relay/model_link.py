@@ -269,7 +269,8 @@ class ModelLink:
                 watch = await self._open()
             except RealtimeConnectError as exc:
                 self.counters.connect_failures += 1
-                self.counters.errors[f"connect:{exc}"[:60]] += 1
+                self.counters.errors[f"connect:{exc}"[:80]] += 1
+                log.warning("model connect failed", extra={"error": str(exc), "attempt": attempt + 1})
                 if exc.fatal:
                     self._fail(f"model rejected the session: {exc}")
                     return
@@ -277,7 +278,7 @@ class ModelLink:
                 if attempt > self._config.max_attempts:
                     self._fail("model unreachable after retries")
                     return
-                self._set_degraded("model_unavailable")
+                self._set_degraded(f"model_unavailable: {exc}"[:200])
                 await self._pause(self._backoff(attempt))
                 continue
             outcome = await self._serve(watch)

@@ -126,6 +126,13 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
             }
         },
+        "/console/assets/{name}": {
+            "get": {
+                "summary": "The console page's script and style sheet",
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "JavaScript or CSS"}, "404": {"description": "no such file"}},
+            }
+        },
         "/console/calls": {
             "get": {
                 "summary": "Calls kept by the in-process hub (hub mode only)",

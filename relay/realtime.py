@@ -15,9 +15,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import orjson
 import pybase64
+
+from sync_publisher.network import describe_failure
 
 from .errors import UpstreamError
 
@@ -379,6 +382,7 @@ class OpenAIConnector:
         from openai import AsyncOpenAI
 
         self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        self._host = urlsplit(base_url).netloc  # named in connect failures
         self._model = model
         self._timeout = connect_timeout_s
 
@@ -393,24 +397,26 @@ class OpenAIConnector:
         try:
             async with asyncio.timeout(self._timeout):
                 connection = await self._client.realtime.connect(model=self._model).enter()
-        except TimeoutError:
-            raise RealtimeConnectError("connect timed out") from None
+        except TimeoutError as exc:
+            raise RealtimeConnectError(f"{self._host}: connect timed out after {self._timeout:g} s") from exc
         except Exception as exc:
-            raise RealtimeConnectError(_describe_connect_failure(exc), fatal=_is_fatal_connect(exc)) from None
+            raise RealtimeConnectError(
+                _describe_connect_failure(exc, self._host), fatal=_is_fatal_connect(exc)
+            ) from exc
         session = OpenAIRealtimeSession(connection)
         try:
             async with asyncio.timeout(self._timeout):
                 await connection.send_raw(orjson.dumps(config.session_update()).decode())
                 await _await_session_updated(connection)
-        except TimeoutError:
+        except TimeoutError as exc:
             await session.close()
-            raise RealtimeConnectError("session.update not acknowledged in time") from None
+            raise RealtimeConnectError(f"{self._host}: session.update not acknowledged in time") from exc
         except RealtimeConnectError:
             await session.close()
             raise
         except Exception as exc:
             await session.close()
-            raise RealtimeConnectError(f"session setup failed: {type(exc).__name__}") from None
+            raise RealtimeConnectError(f"{self._host}: session setup failed: {describe_failure(exc)}") from exc
         return session
 
     async def aclose(self) -> None:
@@ -445,6 +451,8 @@ def _is_fatal_connect(exc: BaseException) -> bool:
     return _status_of(exc) in (401, 403, 404)
 
 
-def _describe_connect_failure(exc: BaseException) -> str:
+def _describe_connect_failure(exc: BaseException, host: str) -> str:
     status = _status_of(exc)
-    return f"connect failed: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+    if status:
+        return f"{host}: connect refused with HTTP {status}"
+    return describe_failure(exc, host)

@@ -13,9 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .bundled import DataDirs, resolve_data_dirs
 from .errors import ConfigurationError
-
-_DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
 def _env(name: str) -> AliasChoices:
@@ -23,7 +22,10 @@ def _env(name: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True, frozen=True)
+    # An empty variable counts as unset (`.env.example` ships `OPENAI_API_KEY=` and friends).
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, frozen=True, env_ignore_empty=True
+    )
 
     # --- OpenAI Realtime
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
@@ -44,11 +46,13 @@ class Settings(BaseSettings):
 
     # --- Engine: "auto" uses OpenAI when OPENAI_API_KEY is set, else the offline engine
     engine: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("RELAY_ENGINE"))
-    knowledge_dir: Path = Field(_DEFAULT_PROMPTS_DIR / "knowledge", validation_alias=_env("RELAY_KNOWLEDGE_DIR"))
+    # Unset: the prompts folder's `knowledge/`, else the bundled knowledge base (relay/bundled.py).
+    knowledge_dir: Path | None = Field(None, validation_alias=_env("RELAY_KNOWLEDGE_DIR"))
     local_min_score: float = Field(1.2, ge=0, validation_alias=_env("RELAY_LOCAL_MIN_SCORE"))
 
     # --- Prompts
-    prompts_dir: Path = Field(_DEFAULT_PROMPTS_DIR, validation_alias=_env("RELAY_PROMPTS_DIR"))
+    # Unset: `./prompts` when the working folder has one, else the bundled defaults.
+    prompts_dir: Path | None = Field(None, validation_alias=_env("RELAY_PROMPTS_DIR"))
     prompt: str = Field("default", validation_alias=_env("RELAY_PROMPT"))
 
     # --- Twilio
@@ -120,6 +124,13 @@ class Settings(BaseSettings):
             raise ValueError("a wildcard origin is not allowed; list the Flex origins explicitly")
         return value
 
+    @field_validator("prompts_dir", "knowledge_dir")
+    @classmethod
+    def _folder_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"folder {value} does not exist")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _public_url_shape(cls, value: str | None) -> str | None:
@@ -161,6 +172,10 @@ class Settings(BaseSettings):
         if self.engine == "auto":
             return "openai" if self.openai_api_key is not None else "local"
         return self.engine
+
+    def data_dirs(self) -> DataDirs:
+        """The prompts and knowledge folders in force (settings, working folder, or bundled)."""
+        return resolve_data_dirs(self.prompts_dir, self.knowledge_dir)
 
     @property
     def twilio_configured(self) -> bool:

@@ -255,7 +255,7 @@ class StreamPublisher:
                 if self._clock() + delay - first_try > self._config.retry_budget_s:
                     log.warning(
                         "sync publish gave up after retry budget",
-                        extra={"stream": self.stream, "status": exc.status, "code": exc.code},
+                        extra={"stream": self.stream, "status": exc.status, "code": exc.code, "error": str(exc)},
                     )
                     self._drop(item, "retry_budget")
                     return
@@ -279,7 +279,7 @@ class StreamPublisher:
                 self._drop(item, f"rejected_{exc.code or exc.status}")
                 return
             except SyncError as exc:
-                log.error("sync publish failed", extra={"stream": self.stream, "error": type(exc).__name__})
+                log.error("sync publish failed", extra={"stream": self.stream, "error": str(exc)})
                 self._drop(item, "transport_error")
                 return
             else:

@@ -21,6 +21,7 @@ from .errors import (
     SyncRejectedError,
     SyncRetryableError,
 )
+from .network import describe_failure
 from .twilio_http import RelayTwilioHttpClient, retry_after_seconds
 
 T = TypeVar("T")
@@ -71,7 +72,7 @@ def translate(exc: BaseException) -> SyncError:
             return SyncRetryableError("Twilio service error", status=status, code=code)
         return SyncRejectedError("Twilio service error", status=status, code=code)
     if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | OSError):
-        return SyncRetryableError(f"connection error: {type(exc).__name__}")
+        return SyncRetryableError(f"connection error: {describe_failure(exc)}")
     return SyncError(f"unexpected error: {type(exc).__name__}")
 
 
@@ -79,7 +80,7 @@ async def _call(awaitable: Awaitable[T]) -> T:
     try:
         return await awaitable
     except (TimeoutError, TwilioRestException, TwilioServiceException, aiohttp.ClientError, OSError) as exc:
-        raise translate(exc) from None
+        raise translate(exc) from exc
 
 
 class TwilioSyncTransport:

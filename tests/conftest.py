@@ -26,6 +26,10 @@ TWILIO_TOKEN = "twilio-auth-token-" + "t" * 20
 API_KEY_SID = "SK" + "3" * 32
 API_SECRET = "api-secret-" + "s" * 24
 
+# Where real time cannot be avoided (subprocesses, browsers), every timeout is multiplied by
+# this one factor: raise it on a slow or loaded machine instead of editing tests.
+TIME_SCALE = float(os.environ.get("TEST_TIME_SCALE", "1"))
+
 QUESTION_ANSWER = '{"question": "Can I get a refund?", "answer": "Yes, within 30 days of purchase."}'
 
 
@@ -120,6 +124,7 @@ async def start_relay(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.02) -> None:
     """Poll a condition the relay exposes; fail (never hang) when it does not come true."""
     loop = asyncio.get_running_loop()
+    timeout_s *= TIME_SCALE
     deadline = loop.time() + timeout_s
     while not predicate():
         if loop.time() > deadline:

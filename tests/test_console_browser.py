@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from relay.app import RELAY, create_app
+from relay.bundled import bundled_sample_call
 from relay.callfile import load_call_audio
 from relay.settings import Settings
 from relay.simulator import CallSpec, stream_call
@@ -75,7 +76,7 @@ async def test_console_shows_transcripts_and_suggestion_cards_live(offline_relay
     try:
         await asyncio.to_thread(driver.get, f"http://127.0.0.1:{offline_relay.port}/console")
         assert "Agent assist console" in await asyncio.to_thread(lambda: driver.title)
-        audio = load_call_audio(ROOT / "samples" / "sample_call.wav")
+        audio = load_call_audio(bundled_sample_call())
         spec = CallSpec(audio=audio, pace=4.0)
         call = asyncio.create_task(stream_call(f"ws://127.0.0.1:{offline_relay.port}/media", spec))
 

@@ -333,8 +333,9 @@ async def test_openapi_describes_exactly_the_routes(relay: RunningRelay) -> None
 
 async def test_console_in_sync_mode_reads_real_sync_and_serves_no_feed(relay: RunningRelay) -> None:
     status, html, _ = await _get(relay.http_url("/console"))
-    assert status == 200 and 'const MODE = "sync"' in html
-    assert "twilio-sync@4.0.1/builds/twilio-sync.min.js" in html and "FLEX_ASSIST_{call_sid}" in html
+    assert status == 200 and 'data-mode="sync"' in html
+    assert "twilio-sync@4.0.1/builds/twilio-sync.min.js" in html
+    assert 'data-stream-template="FLEX_ASSIST_{call_sid}"' in html
     for path in ("/console/events", "/console/calls"):
         status, _, _ = await _get(relay.http_url(path))
         assert status == 404  # transcripts are never served without Flex authentication

@@ -73,10 +73,18 @@ async def test_the_sample_call_produces_the_expected_knowledge_base_answers(offl
     assert [c["call_sid"] for c in calls] == [spec.call_sid]
 
 
-async def test_console_page_is_served(offline_relay: TestServer) -> None:
-    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{offline_relay.port}/console") as r:
-        html = await r.text()
-    assert r.status == 200 and 'const MODE = "hub"' in html and "EventSource" in html
+async def test_console_page_and_its_files_are_served(offline_relay: TestServer) -> None:
+    base = f"http://127.0.0.1:{offline_relay.port}"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{base}/console") as r:
+            html = await r.text()
+        assert r.status == 200 and 'data-mode="hub"' in html
+        async with s.get(f"{base}/console/assets/console.js") as r:
+            assert r.status == 200 and r.content_type == "text/javascript" and "EventSource" in await r.text()
+        async with s.get(f"{base}/console/assets/console.css") as r:
+            assert r.status == 200 and r.content_type == "text/css"
+        async with s.get(f"{base}/console/assets/..%2Fbundled.py") as r:
+            assert r.status == 404
 
 
 def _write_wav(path: Path, channels: int, rate: int, seconds: float) -> None:
@@ -104,6 +112,47 @@ def test_a_stereo_file_gives_both_tracks(tmp_path: Path) -> None:
     _write_wav(path, 2, 16000, 0.5)
     audio = load_call_audio(path)
     assert list(audio) == ["inbound", "outbound"] and len(audio["inbound"]) == len(audio["outbound"]) == 4000
+
+
+def _tone(rate: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return 0.25 * np.sin(2 * np.pi * 500 * t)  # quarter of full scale
+
+
+def _write_24bit(path: Path, x: np.ndarray, rate: int) -> None:
+    ints = np.round(x * (1 << 23)).astype("<i4")
+    packed = ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()  # little-endian: drop the top byte
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(3)
+        w.setframerate(rate)
+        w.writeframes(packed)
+
+
+@pytest.mark.parametrize("encoding", ["uint8", "int16", "int24", "int32", "float32", "float64"])
+def test_common_wav_encodings_decode_to_the_same_audio(tmp_path: Path, encoding: str) -> None:
+    from scipy.io import wavfile
+
+    from relay.audio import ulaw_decode
+
+    rate, x = 16000, _tone(16000, 0.5)
+    path = tmp_path / f"{encoding}.wav"
+    if encoding == "int24":
+        _write_24bit(path, x, rate)
+    elif encoding == "uint8":
+        wavfile.write(path, rate, np.round(x * 127 + 128).astype(np.uint8))
+    elif encoding.startswith("int"):
+        bits = int(encoding[3:])
+        wavfile.write(path, rate, np.round(x * (1 << (bits - 1))).astype(f"<i{bits // 8}"))
+    else:
+        wavfile.write(path, rate, x.astype(encoding))
+    decoded = ulaw_decode(load_call_audio(path)["inbound"]).astype(np.float64)
+    expected = 32768 * _tone(8000, 0.5)
+    assert len(decoded) == len(expected)
+    middle = slice(100, -100)  # away from the resampler's edges
+    error = np.abs(decoded[middle] - expected[middle])
+    # μ-law at a quarter of full scale is good to ~1%; 8-bit input adds its own step (256).
+    assert float(np.sqrt(np.mean(error**2))) < (300 if encoding == "uint8" else 120), encoding
 
 
 def test_not_a_wav_is_refused_clearly(tmp_path: Path) -> None:

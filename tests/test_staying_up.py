@@ -70,6 +70,25 @@ async def test_refused_connects_are_retried_while_audio_waits(
     assert fake_realtime.refused == 3
     call = summary["call_sid"]
     assert _statuses(fake_twilio, call) == ["started", "degraded", "recovered", "ended"]
+    # The agent's status and the summary say which host failed and how.
+    host = fake_realtime.base_url.split("//", 1)[1].split("/", 1)[0]
+    (degraded,) = [m for m in fake_twilio.messages_for(f"FLEX_ASSIST_{call}") if m.get("state") == "degraded"]
+    assert degraded["reason"] == f"model_unavailable: {host}: connect refused with HTTP 503"
+    assert summary["model_errors"] == {f"connect:{host}: connect refused with HTTP 503": 3}
+
+
+async def test_an_unreachable_model_host_is_named_in_the_status(
+    start_relay: StartRelay, fake_twilio: FakeTwilio
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    relay = await start_relay(openai_base_url=f"http://127.0.0.1:{port}/v1", reconnect_max_attempts=1)
+    _, summary = await _run_call(relay, 0.5, pace=3.0)
+    reasons = [
+        m["reason"] for m in fake_twilio.messages_for(f"FLEX_ASSIST_{summary['call_sid']}") if m["type"] == "status"
+    ]
+    assert f"model_unavailable: 127.0.0.1:{port}: connection refused" in reasons
 
 
 async def test_dropped_connections_reconnect_reconfigure_reseed_and_lose_nothing(

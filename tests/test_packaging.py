@@ -1,0 +1,174 @@
+"""The built wheel works on its own: installed into a fresh virtual environment and run from
+an empty folder with no settings, it serves and demos with its bundled files.
+
+The wheel is built offline (no build isolation) and installed without dependencies; the fresh
+environment sees this environment's third-party packages through a `.pth` line. A `.pth` line
+only adds a path (the checkout's editable-install hook there is not run), so `relay` itself can
+come only from the wheel, which the first test checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import TIME_SCALE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Installed:
+    bin: Path
+    workdir: Path  # empty: no prompts/, no samples/
+
+    def env(self, **extra: str) -> dict[str, str]:
+        # Nothing but a PATH and a HOME: no RELAY_*, OPENAI_* or TWILIO_* settings.
+        return {"PATH": f"{self.bin}:/usr/bin:/bin", "HOME": str(self.workdir), **extra}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    base = tmp_path_factory.mktemp("packaging")
+    wheels = base / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("twilio_flex_assist_relay-*.whl")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    fresh_python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(fresh_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (Path(purelib) / "_dependencies.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n" + sysconfig.get_paths()["platlib"] + "\n"
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(fresh_python), "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    workdir = base / "empty"
+    workdir.mkdir()
+    yield Installed(venv / "bin", workdir)
+
+
+def test_the_relay_comes_from_the_wheel_with_its_files(installed: Installed) -> None:
+    probe = (
+        "import relay, relay.bundled as b; print(relay.__file__); print(b.bundled_prompts_dir()); "
+        "print(b.bundled_sample_call()); print(len(b.console_asset('console.js')))"
+    )
+    out = subprocess.run(
+        [str(installed.bin / "python"), "-c", probe],
+        cwd=installed.workdir,
+        env=installed.env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.splitlines()
+    venv = str(installed.bin.parent)
+    assert all(line.startswith(venv) for line in out[:3]), out
+    assert not Path(out[1]).is_symlink() and (Path(out[1]) / "knowledge" / "orders.md").is_file()
+    assert int(out[3]) > 0
+
+
+def test_version_is_the_installed_version(installed: Installed) -> None:
+    from importlib.metadata import version
+
+    proc = subprocess.run(
+        [str(installed.bin / "relay"), "--version"],
+        cwd=installed.workdir,
+        env=installed.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"relay {version('twilio-flex-assist-relay')}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_serve_answers_health_from_an_empty_folder(installed: Installed) -> None:
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(installed.bin / "relay"),
+        "serve",
+        cwd=installed.workdir,
+        env=installed.env(RELAY_PORT=str(port), RELAY_HOST="127.0.0.1"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 60 * TIME_SCALE
+        status = None
+        async with aiohttp.ClientSession() as session:
+            while status != 200 and proc.returncode is None:
+                assert asyncio.get_running_loop().time() < deadline, "relay serve never answered /healthz"
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        status = response.status
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        assert status == 200
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60 * TIME_SCALE)
+    assert proc.returncode == 0, err.decode()
+    log = err.decode()
+    assert '"origin":"bundled"' in log and "Traceback" not in log
+
+
+async def test_demo_prints_suggestions_from_an_empty_folder(installed: Installed) -> None:
+    # A real-looking key in the environment must not switch the offline demo to OpenAI.
+    proc = await asyncio.create_subprocess_exec(
+        str(installed.bin / "relay"),
+        "demo",
+        "--fast",
+        "--port",
+        "0",
+        cwd=installed.workdir,
+        env=installed.env(OPENAI_API_KEY="sk-test-not-used"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=180 * TIME_SCALE)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "offline engine" in text and "→ suggestion:" in text and "call ended: close 1000" in text
+    assert os.listdir(installed.workdir) == []  # nothing written into the user's folder
