@@ -15,6 +15,7 @@ in the live transcript while only the customer's turns are answered.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter, deque
@@ -24,19 +25,21 @@ from typing import Any
 from sync_publisher import Channel, StreamReport, messages
 
 from .audio import Transcoder, make_transcoder
-from .model_link import LinkConfig, LinkCounters, ModelLink
-from .realtime import (
+from .model_events import (
     ModelError,
     ModelEvent,
-    RealtimeConnector,
     ResponseDone,
     ResponseTextDone,
-    SessionConfig,
     SpeechStopped,
     TranscriptCompleted,
     TranscriptDelta,
     TranscriptFailed,
 )
+from .model_link import LinkConfig, LinkCounters, ModelLink
+from .prompts import PromptLibrary
+from .realtime import RealtimeConnector, SessionConfig
+from .recent import RecentSamples
+from .settings import Settings
 from .suggestions import parse_model_answer
 from .twilio_media import Media, Start
 
@@ -163,10 +166,12 @@ class CallBridge:
         self.frames_in += 1
         self.dropped[reason] += 1
 
-    def reset_audio(self) -> None:
-        """A newer stream took over: send the old stream's tails, start tracks afresh."""
+    def adopt_stream(self, start: Start) -> None:
+        """A newer stream of this call took over: send the old stream's tails, start the
+        tracks afresh, and carry on under the new StreamSid (same model session)."""
         for pipe in self._pipes.values():
             pipe.flush(final=True)
+        self.stream_sid = start.stream_sid
 
     def count_event(self, name: str) -> None:
         self.events[name] += 1
@@ -312,3 +317,61 @@ def _link_summary(counters: LinkCounters, failed: str | None) -> dict[str, Any]:
         "errors": dict(counters.errors),
         "failed": failed,
     }
+
+
+# ---------------------------------------------------------------------- construction
+
+_BYTES_PER_MS = {"pcm24k": 48, "pcm16k": 32, "pcmu": 8}
+
+
+def build_bridge(
+    start: Start,
+    *,
+    settings: Settings,
+    prompts: PromptLibrary,
+    connector: RealtimeConnector,
+    channel: Channel,
+    send_delays: RecentSamples | None,
+) -> CallBridge:
+    """A call's bridge as the settings describe it: prompt (the stream's `prompt` parameter
+    may pick one), audio format, buffer and reconnect policy, agent transcription."""
+    selection = prompts.select(start.custom_parameters.get("prompt"))
+    # The offline engine's recognizer takes 16 kHz; OpenAI takes 24 kHz PCM or μ-law.
+    audio_format = "pcm16k" if settings.effective_engine == "local" else settings.audio_format
+    bytes_per_ms = _BYTES_PER_MS[audio_format]
+    config = BridgeConfig(
+        audio_format=audio_format,
+        append_batch_ms=settings.append_batch_ms,
+        flush_deadline_s=settings.sync_flush_deadline_s,
+        log_transcripts=settings.log_transcripts,
+        link=LinkConfig(
+            buffer_max_bytes=settings.audio_buffer_max_ms * bytes_per_ms,
+            max_attempts=settings.reconnect_max_attempts,
+            initial_delay_s=settings.reconnect_initial_delay_s,
+            max_delay_s=settings.reconnect_max_delay_s,
+            session_max_age_s=settings.session_max_age_s,
+            rollover_grace_s=min(120.0, max(5.0, 3600 - settings.session_max_age_s - 30)),
+            replay_max_bytes=settings.reconnect_replay_ms * bytes_per_ms,
+            # Catching up after falling behind: at most 1 s of audio per append.
+            merge_max_bytes=1000 * bytes_per_ms,
+            send_delays=send_delays,
+        ),
+    )
+    session_config = SessionConfig(
+        instructions=selection.text,
+        audio_format=audio_format,
+        transcription_model=settings.transcription_model,
+        transcription_language=settings.transcription_language,
+    )
+    agent_config = None
+    if settings.transcribe_agent and AGENT_TRACK in start.tracks:
+        agent_config = dataclasses.replace(session_config, instructions="", transcription_only=True)
+    return CallBridge(
+        start,
+        connector=connector,
+        session_config=session_config,
+        agent_session_config=agent_config,
+        channel=channel,
+        config=config,
+        prompt_name=selection.name,
+    )

@@ -88,10 +88,8 @@ async def serve(settings: Settings) -> int:
         nonlocal received
         received += 1
         if received == 1:
-            # Readiness flips at once; the drain itself runs below.
-            state.draining = True
-            log.info("shutdown requested: draining", extra={"deadline_s": settings.drain_deadline_s})
-            stop.set()
+            log.info("shutdown requested", extra={"signal_count": received})
+            stop.set()  # drain() below turns readiness to 503 on the loop's next turn
         else:
             log.warning("second shutdown signal: exiting now")
             os._exit(1)

@@ -17,8 +17,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from .app import RELAY
 from .bundled import console_asset
+from .state import RELAY
 
 SYNC_SDK_URL = "https://cdn.jsdelivr.net/npm/twilio-sync@4.0.1/builds/twilio-sync.min.js"
 

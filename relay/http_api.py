@@ -23,10 +23,10 @@ from sync_publisher import messages
 from sync_publisher.network import describe_failure
 from sync_publisher.tokens import mint_sync_token
 
-from .app import RELAY, RelayState
 from .flex_auth import FlexAuthError, FlexIdentity
 from .openapi import OPENAPI
 from .settings import Settings
+from .state import RELAY, RelayState
 
 log = logging.getLogger("relay.http")
 

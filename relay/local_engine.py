@@ -26,20 +26,17 @@ import numpy.typing as npt
 import orjson
 
 from .knowledge import BM25, KnowledgeBase, build_arpa
-from .realtime import (
+from .model_events import (
     ModelEvent,
-    RealtimeConnectError,
-    RealtimeSession,
     ResponseDone,
     ResponseStarted,
     ResponseTextDone,
     SessionClosed,
-    SessionClosedError,
-    SessionConfig,
     SpeechStarted,
     SpeechStopped,
     TranscriptCompleted,
 )
+from .realtime import RealtimeConnectError, RealtimeSession, SessionClosedError, SessionConfig
 
 log = logging.getLogger("relay.local_engine")
 

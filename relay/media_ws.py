@@ -16,14 +16,12 @@ import asyncio
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from .app import RELAY
-from .bridge import CallBridge
+from .bridge import build_bridge
 from .logs import call_sid_var, stream_sid_var
+from .state import RELAY, CallHandle, RelayState
 from .twilio_media import (
     CloseCode,
     Connected,
@@ -38,19 +36,7 @@ from .twilio_media import (
     Unknown,
 )
 
-if TYPE_CHECKING:
-    from .app import RelayState
-
 log = logging.getLogger("relay.media")
-
-
-@dataclass(eq=False, slots=True)
-class CallHandle:
-    """A live call: its bridge and the socket currently feeding it."""
-
-    bridge: CallBridge
-    owner: web.WebSocketResponse
-    replaced_sockets: list[web.WebSocketResponse] = field(default_factory=list)
 
 
 def _refuse(state: RelayState, status: int, reason: str, text: str) -> web.Response:
@@ -267,8 +253,7 @@ class MediaConnection:
             old = existing.owner
             existing.replaced_sockets.append(old)
             existing.owner = self.ws
-            existing.bridge.stream_sid = start.stream_sid
-            existing.bridge.reset_audio()
+            existing.bridge.adopt_stream(start)
             state.stats.streams_replaced += 1
             log.info("stream replaced by a newer stream for the same call")
             closing = old.close(code=CloseCode.REPLACED, message=b"replaced by a newer stream")
@@ -276,7 +261,15 @@ class MediaConnection:
             self.handle = existing
             return
         state.stats.calls_started += 1
-        self.handle = CallHandle(bridge=state.new_bridge(start), owner=self.ws)
+        bridge = build_bridge(
+            start,
+            settings=settings,
+            prompts=state.prompts,
+            connector=state.connector,
+            channel=state.open_channel(start.call_sid),
+            send_delays=state.send_delay,
+        )
+        self.handle = CallHandle(bridge=bridge, owner=self.ws)
         state.calls[start.call_sid] = self.handle
         log.info("call started", extra={"tracks": list(start.tracks), "minimal": start.minimal})
 

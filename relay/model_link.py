@@ -22,20 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .realtime import (
+from .model_events import (
     ErrorClass,
     ModelError,
     ModelEvent,
-    RealtimeConnectError,
-    RealtimeConnector,
-    RealtimeSession,
     ResponseDone,
     ResponseStarted,
     SessionClosed,
-    SessionClosedError,
-    SessionConfig,
     SpeechStopped,
 )
+from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionClosedError, SessionConfig
 from .recent import RecentSamples
 
 log = logging.getLogger("relay.model_link")

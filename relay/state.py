@@ -1,0 +1,122 @@
+"""The application's state and its `web.AppKey`: a leaf module that imports no handler.
+
+Handlers (`media_ws`, `http_api`, `console`) read `request.app[RELAY]`; `app.py` builds the
+state and its adapters. Each field has one writer, named beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from sync_publisher import Channel, SyncPublisher
+
+from .bridge import CallBridge
+from .local_hub import LocalHub
+from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, Metrics, RelayCollector, RelayStats
+from .prompts import PromptLibrary
+from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
+from .recent import RecentSamples
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from twilio.rest import Client
+
+    from .flex_auth import FlexTokenValidator
+
+
+class UnconfiguredConnector:
+    """Stands in when no model is configured: every call is told assist is unavailable."""
+
+    async def open(self, config: SessionConfig) -> RealtimeSession:
+        raise RealtimeConnectError("no model configured (set OPENAI_API_KEY or RELAY_ENGINE=local)", fatal=True)
+
+
+@dataclass(eq=False, slots=True)
+class CallHandle:
+    """A live call: its bridge and the socket currently feeding it (written by media_ws)."""
+
+    bridge: CallBridge
+    owner: web.WebSocketResponse
+    replaced_sockets: list[web.WebSocketResponse] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class RelayState:
+    settings: Settings
+    prompts: PromptLibrary
+    stats: RelayStats = field(default_factory=RelayStats)
+    loop_lag: RecentSamples = field(default_factory=lambda: RecentSamples(LAG_WINDOW))
+    send_delay: RecentSamples = field(default_factory=lambda: RecentSamples(SEND_DELAY_WINDOW))
+    metrics: Metrics = field(init=False)  # reads the state it belongs to at each scrape
+    # Adapters: set once by app.py's cleanup context, before the first request.
+    connector: RealtimeConnector = field(default_factory=UnconfiguredConnector)
+    sync: SyncPublisher | None = None  # Twilio Sync, when configured …
+    hub: LocalHub | None = None  # … else the in-process hub (exactly one of the two)
+    request_validator: RequestValidator | None = None
+    twilio_client: Client | None = None
+    flex_validator: FlexTokenValidator | None = None
+    # Calls (media_ws): live by CallSid, and those still flushing after their socket closed.
+    calls: dict[str, CallHandle] = field(default_factory=dict)
+    finishing: set[CallHandle] = field(default_factory=set)
+    handlers: set[asyncio.Task[Any]] = field(default_factory=set)
+    pending_upgrades: int = 0
+    background: set[asyncio.Task[Any]] = field(default_factory=set)  # via spawn()
+    draining: bool = False  # set by app.drain() only
+    recent_summaries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+
+    def __post_init__(self) -> None:
+        collector = RelayCollector(
+            self.stats,
+            live_bridges=self.live_bridges,
+            publisher_stats=lambda: self.sync.stats if self.sync is not None else None,
+            loop_lag=self.loop_lag,
+            send_delay=self.send_delay,
+        )
+        self.metrics = Metrics(collector)
+
+    def open_channel(self, call_sid: str) -> Channel:
+        """The call's outgoing message channel: its Sync stream, or the hub."""
+        if self.sync is not None:
+            return self.sync.open(call_sid)
+        if self.hub is None:
+            raise RuntimeError("the app's adapters are not set up (is the app running?)")
+        return self.hub.open(call_sid)
+
+    def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        """A background task the app keeps a reference to and waits for on drain."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
+    async def background_idle(self) -> None:
+        """Wait until every background task (status flushes, socket closes) is done."""
+        while self.background:
+            await asyncio.gather(*list(self.background), return_exceptions=True)
+
+    def live_bridges(self) -> list[CallBridge]:
+        return [h.bridge for h in self.calls.values()] + [h.bridge for h in self.finishing]
+
+    @property
+    def idle(self) -> bool:
+        """No call is live or still flushing."""
+        return not self.calls and not self.finishing
+
+    @property
+    def open_connections(self) -> int:
+        """Media sockets open or being upgraded (each runs one connection task)."""
+        return len(self.handlers) + self.pending_upgrades
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.open_connections < self.settings.max_calls
+
+
+RELAY: web.AppKey[RelayState] = web.AppKey("relay", RelayState)
