@@ -1,0 +1,142 @@
+"""The pure translation of server events and the error classification, as tables.
+
+Every server event type the installed SDK defines is translated: the ones the relay acts on
+to their typed event, every other one to `Other` (never an exception), so a new SDK event
+type shows up here as a failing row rather than as a surprise in a call.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import typing
+from typing import Any
+
+import pytest
+from openai.types.realtime import RealtimeServerEvent
+
+from relay.model_events import (
+    ErrorClass,
+    ModelError,
+    ModelEvent,
+    Other,
+    ResponseDone,
+    ResponseStarted,
+    ResponseTextDelta,
+    ResponseTextDone,
+    SessionReady,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptCompleted,
+    TranscriptDelta,
+    TranscriptFailed,
+    classify_error,
+    translate_server_event,
+)
+
+
+def _sdk_server_event_types() -> list[str]:
+    union = typing.get_args(RealtimeServerEvent)[0]  # Annotated[Union[...], discriminator]
+    return sorted(typing.get_args(member.model_fields["type"].annotation)[0] for member in typing.get_args(union))
+
+
+# type → (a server event body, what it becomes)
+HANDLED: dict[str, tuple[dict[str, Any], ModelEvent]] = {
+    "input_audio_buffer.speech_started": ({"item_id": "it1"}, SpeechStarted("it1")),
+    "input_audio_buffer.speech_stopped": ({"item_id": "it1"}, SpeechStopped("it1")),
+    "conversation.item.input_audio_transcription.delta": (
+        {"item_id": "it1", "delta": "wh"},
+        TranscriptDelta("it1", "wh"),
+    ),
+    "conversation.item.input_audio_transcription.completed": (
+        {"item_id": "it1", "transcript": "where is my order"},
+        TranscriptCompleted("it1", "where is my order"),
+    ),
+    "conversation.item.input_audio_transcription.failed": (
+        {"item_id": "it1", "error": {"code": "audio_unintelligible"}},
+        TranscriptFailed("it1", "audio_unintelligible"),
+    ),
+    "response.created": ({"response": {"id": "resp1"}}, ResponseStarted("resp1")),
+    "response.output_text.delta": ({"response_id": "resp1", "delta": "{"}, ResponseTextDelta("resp1", "{")),
+    "response.output_text.done": (
+        {"response_id": "resp1", "item_id": "it2", "text": "{}"},
+        ResponseTextDone("resp1", "it2", "{}"),
+    ),
+    "response.done": (
+        {"response": {"id": "resp1", "status": "cancelled", "status_details": {"reason": "turn_detected"}}},
+        ResponseDone("resp1", "cancelled", "turn_detected"),
+    ),
+    "session.updated": ({"session": {"id": "sess1"}}, SessionReady("sess1")),
+    "error": (
+        {"error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": "bad key"}},
+        ModelError("invalid_api_key", "invalid_request_error", "bad key", ErrorClass.FATAL),
+    ),
+}
+
+
+@pytest.mark.parametrize("event_type", _sdk_server_event_types())
+def test_every_sdk_server_event_type_is_translated(event_type: str) -> None:
+    body, expected = HANDLED.get(event_type, ({}, Other(event_type)))
+    assert translate_server_event({"type": event_type, "event_id": "ev1", **body}) == expected
+
+
+def test_the_table_names_only_real_event_types() -> None:
+    assert set(HANDLED) <= set(_sdk_server_event_types())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "response.created"},  # no response object
+        {"type": "response.done", "response": {"status_details": "odd"}},
+        {"type": "error"},
+        {"type": "error", "error": {"message": 7}},
+        {"type": "conversation.item.input_audio_transcription.failed", "error": "x"},
+        {"type": 42},
+        {},
+    ],
+)
+def test_malformed_events_never_raise(body: dict[str, Any]) -> None:
+    translate_server_event(body)
+
+
+@pytest.mark.parametrize(
+    ("code", "error_type", "expected"),
+    [
+        ("conversation_already_has_active_response", "invalid_request_error", ErrorClass.IGNORABLE),
+        ("response_cancel_not_active", "invalid_request_error", ErrorClass.IGNORABLE),
+        ("input_audio_buffer_commit_empty", "invalid_request_error", ErrorClass.IGNORABLE),
+        ("item_truncate_invalid_item_id", "invalid_request_error", ErrorClass.IGNORABLE),
+        ("decimals_not_supported", "invalid_request_error", ErrorClass.IGNORABLE),
+        ("session_expired", "invalid_request_error", ErrorClass.RETRYABLE),
+        ("server_error", None, ErrorClass.RETRYABLE),
+        ("rate_limit_exceeded", None, ErrorClass.RETRYABLE),
+        ("internal_error", None, ErrorClass.RETRYABLE),
+        ("invalid_api_key", "invalid_request_error", ErrorClass.FATAL),
+        ("model_not_found", "invalid_request_error", ErrorClass.FATAL),
+        ("insufficient_quota", None, ErrorClass.FATAL),
+        ("invalid_model", None, ErrorClass.FATAL),
+        ("beta_api_shape_disabled", None, ErrorClass.FATAL),
+        ("unsupported_model", None, ErrorClass.FATAL),
+        ("invalid_session_config", None, ErrorClass.FATAL),
+        # Unknown codes: the error type decides.
+        (None, "authentication_error", ErrorClass.FATAL),
+        ("something_new", "permission_error", ErrorClass.FATAL),
+        ("something_new", "server_error", ErrorClass.RETRYABLE),
+        (None, "rate_limit_error", ErrorClass.RETRYABLE),
+        ("something_new", "invalid_request_error", ErrorClass.IGNORABLE),
+        (None, None, ErrorClass.IGNORABLE),
+    ],
+)
+def test_error_classification(code: str | None, error_type: str | None, expected: ErrorClass) -> None:
+    assert classify_error(code, error_type) is expected
+
+
+def test_the_pure_part_imports_neither_the_sdk_connection_nor_pybase64() -> None:
+    probe = (
+        "import sys, relay.model_events; "
+        "bad = [m for m in ('pybase64', 'openai', 'websockets', 'aiohttp', 'asyncio') if m in sys.modules]; "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
