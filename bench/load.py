@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -48,6 +49,14 @@ sys.path.insert(0, str(ROOT))
 
 from relay.audio import ulaw_encode  # noqa: E402
 from relay.simulator import new_sid, sign_upgrade  # noqa: E402
+from relay.twilio_media import (  # noqa: E402
+    Media,
+    Start,
+    encode_connected,
+    encode_media,
+    encode_start,
+    encode_stop,
+)
 from tests.fakes.tooling import scrape_metrics  # noqa: E402
 
 AUTH_TOKEN = "load-test-auth-token"
@@ -218,7 +227,7 @@ class Generator:
         rng = np.random.default_rng(7)
         noise = np.convolve(rng.standard_normal(8000 * 4), np.hanning(9), mode="same") * 3000
         audio = ulaw_encode(noise)
-        self.payloads = [base64.b64encode(audio[i : i + 160]).decode() for i in range(0, len(audio), 160)]
+        self.payloads = [audio[i : i + 160] for i in range(0, len(audio), 160)]
         self.send_times = np.zeros((calls, self.frames))
         self.call_ids = [f"load call {i:05d}" for i in range(calls)]
         self.tick_lateness: list[float] = []  # how late the generator itself sent each tick
@@ -238,16 +247,10 @@ class Generator:
             except (OSError, ConnectionError, ValueError):
                 errors += 1
                 return
-            ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
+            ws.send(encode_connected())
             prompt = f"load{i % self.prompts:05d}"
-            tracks = ",".join(f'"{t}"' for t in self.tracks)
-            ws.send(
-                f'{{"event":"start","sequenceNumber":"1","streamSid":"{stream}",'
-                f'"start":{{"accountSid":"AC{"0" * 32}",'
-                f'"streamSid":"{stream}","callSid":"{call}","tracks":[{tracks}],'
-                f'"customParameters":{{"prompt":"{prompt}"}},'
-                f'"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}'
-            )
+            start = Start(call, stream, "AC" + "0" * 32, tuple(self.tracks), MappingProxyType({"prompt": prompt}))
+            ws.send(encode_start(start, sequence_number=1))
             sockets[i] = ws
             sids[i] = (call, stream)
 
@@ -278,15 +281,12 @@ class Generator:
                 stream = sids[i][1]
                 payload = payloads[f % n_payloads]
                 for track in self.tracks:
-                    ws.send(
-                        f'{{"event":"media","sequenceNumber":"{f + 2}","streamSid":"{stream}",'
-                        f'"media":{{"track":"{track}","chunk":"{f + 1}","timestamp":"{f * 20}",'
-                        f'"payload":"{payload}"}}}}'
-                    )
+                    media = Media(track, payload, f * 20)
+                    ws.send(encode_media(media, stream_sid=stream, chunk=f + 1, sequence_number=f + 2))
                 self.send_times[i, f] = time.monotonic()
         for i, ws in enumerate(sockets):
             if ws is not None and not ws.closed:
-                ws.send(f'{{"event":"stop","streamSid":"{sids[i][1]}","stop":{{}}}}')
+                ws.send(encode_stop(stream_sid=sids[i][1], call_sid=sids[i][0]))
         for ws in sockets:
             if ws is not None and not await ws.wait_closed(timeout=10):
                 errors += 1

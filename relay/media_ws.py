@@ -214,10 +214,10 @@ class MediaConnection:
         stats = self.state.stats
         if isinstance(event, Ignored):
             handle = self.handle
-            if handle is not None and handle.owner is self.ws:
-                handle.bridge.on_ignored_media(event.reason)
+            if event.event == "media" and handle is not None and handle.owner is self.ws:
+                handle.bridge.on_ignored_media(event.reason)  # a frame received and dropped
             else:
-                stats.media_events[f"ignored_{event.reason}"] += 1
+                stats.media_events[f"ignored_{event.event}_{event.reason}"] += 1
             return False
         if isinstance(event, Start):
             self._on_start(event)

@@ -10,16 +10,16 @@ Signs the upgrade with `X-Twilio-Signature` when given the auth token and public
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
 
 import aiohttp
-import orjson
 from twilio.request_validator import RequestValidator
+
+from .twilio_media import Media, Start, encode_connected, encode_media, encode_start, encode_stop
 
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
 FRAME_SECONDS = 0.02
@@ -127,32 +127,24 @@ async def _play(
 ) -> None:
     seq = 0
 
-    async def send(message: dict[str, Any]) -> None:
+    def next_seq() -> int | None:
         nonlocal seq
         seq += 1
-        if not spec.minimal:
-            message["sequenceNumber"] = str(seq)
-        await ws.send_str(orjson.dumps(message).decode())
+        return None if spec.minimal else seq
 
     tracks = list(spec.audio)
-    if spec.minimal:
-        await send({"event": "start", "start": {"callSid": spec.call_sid}})
-    else:
-        await send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        await send(
-            {
-                "event": "start",
-                "streamSid": spec.stream_sid,
-                "start": {
-                    "accountSid": spec.account_sid,
-                    "streamSid": spec.stream_sid,
-                    "callSid": spec.call_sid,
-                    "tracks": tracks,
-                    "customParameters": spec.custom_parameters,
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                },
-            }
-        )
+    start = Start(
+        call_sid=spec.call_sid,
+        stream_sid=None if spec.minimal else spec.stream_sid,
+        account_sid=None if spec.minimal else spec.account_sid,
+        tracks=tuple(tracks) if not spec.minimal else ("inbound",),
+        custom_parameters=MappingProxyType(dict(spec.custom_parameters)),
+        minimal=spec.minimal,
+    )
+    if not spec.minimal:
+        next_seq()
+        await ws.send_str(encode_connected())
+    await ws.send_str(encode_start(start, sequence_number=next_seq()))
     frames = {track: _frames(audio, spec.frame_bytes) for track, audio in spec.audio.items()}
     count = max((len(f) for f in frames.values()), default=0)
     loop = asyncio.get_running_loop()
@@ -167,24 +159,17 @@ async def _play(
             if ws.closed:
                 return
             if spec.minimal:
-                message: dict[str, Any] = {
-                    "event": "media",
-                    "media": {"payload": base64.b64encode(payload).decode()},
-                }
+                media = encode_media(Media("inbound", payload, None), minimal=True)
             else:
-                message = {
-                    "event": "media",
-                    "streamSid": spec.stream_sid,
-                    "media": {
-                        "track": track,
-                        "chunk": str(chunks[track]),
-                        "timestamp": str(int(i * spec.frame_bytes / 8)),
-                        "payload": base64.b64encode(payload).decode(),
-                    },
-                }
+                media = encode_media(
+                    Media(track, payload, int(i * spec.frame_bytes / 8)),
+                    stream_sid=spec.stream_sid,
+                    chunk=chunks[track],
+                    sequence_number=next_seq(),
+                )
             if spec.record_send_times:
                 result.send_times.append(time.monotonic())
-            await send(message)
+            await ws.send_str(media)
             result.frames_sent += 1
             result.bytes_sent += len(payload)
         if spec.pace > 0:
@@ -197,10 +182,7 @@ async def _play(
         if on_progress is not None and i % 50 == 0:
             on_progress(time.monotonic() - started, result)
     if spec.send_stop and not spec.minimal and not ws.closed:
-        await send(
-            {
-                "event": "stop",
-                "streamSid": spec.stream_sid,
-                "stop": {"accountSid": spec.account_sid, "callSid": spec.call_sid},
-            }
+        stop = encode_stop(
+            stream_sid=spec.stream_sid, account_sid=spec.account_sid, call_sid=spec.call_sid, sequence_number=next_seq()
         )
+        await ws.send_str(stop)

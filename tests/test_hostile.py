@@ -22,7 +22,17 @@ from hypothesis import strategies as st
 
 from relay.audio import PcmTranscoder
 from relay.simulator import CallSpec, new_sid, stream_call
-from relay.twilio_media import CloseCode, Event, Ignored, Media, MediaStreamParser, ProtocolViolation
+from relay.twilio_media import (
+    CloseCode,
+    Event,
+    Ignored,
+    Media,
+    MediaStreamParser,
+    ProtocolViolation,
+    Start,
+    encode_media,
+    encode_start,
+)
 from tests.conftest import RunningRelay, StartRelay, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 
@@ -102,16 +112,9 @@ def test_media_after_a_valid_start_is_audio_ignored_or_a_violation(bodies: list[
 
 # ------------------------------------------------------------------ battery over real sockets
 
-START_OK = {
-    "event": "start",
-    "start": {
-        "callSid": "",
-        "streamSid": "",
-        "tracks": ["inbound"],
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-    },
-}
-MEDIA_OK = {"event": "media", "media": {"track": "inbound", "payload": base64.b64encode(b"\xff" * 160).decode()}}
+# Valid messages from the encoders; the battery mutates copies of them.
+START_OK = json.loads(encode_start(Start("CA0", "MZ0", None, ("inbound",))))
+MEDIA_OK = json.loads(encode_media(Media("inbound", b"\xff" * 160, None)))
 
 
 def _start(call: str | None = None, **changes: object) -> str:

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import base64
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.twilio_media import (
+    TRANSITIONS,
     CloseCode,
     Connected,
     Dtmf,
+    Event,
     Ignored,
     Mark,
     Media,
     MediaStreamParser,
     ProtocolViolation,
+    Refuse,
     Start,
     Stop,
     StreamState,
     Unknown,
+    encode_connected,
+    encode_dtmf,
+    encode_mark,
+    encode_media,
+    encode_start,
+    encode_stop,
 )
 
 CALL = "CA" + "a" * 32
@@ -29,23 +41,23 @@ PAYLOAD = base64.b64encode(bytes(range(160))).decode()
 
 
 def start_message(**start_overrides: Any) -> str:
-    start: dict[str, Any] = {
-        "accountSid": "AC" + "c" * 32,
-        "streamSid": STREAM,
-        "callSid": CALL,
-        "tracks": ["inbound"],
-        "customParameters": {"prompt": "billing"},
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-    }
-    start.update(start_overrides)
-    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": STREAM, "start": start})
+    """Twilio's start (from the encoder), with fields replaced to make it wrong."""
+    good = Start(CALL, STREAM, "AC" + "c" * 32, ("inbound",), MappingProxyType({"prompt": "billing"}))
+    message = json.loads(encode_start(good, sequence_number=1))
+    message["start"].update(start_overrides)
+    return json.dumps(message)
 
 
 def media_message(payload: str = PAYLOAD, track: str | None = "inbound", **extra: Any) -> str:
-    media: dict[str, Any] = {"chunk": "1", "timestamp": "5", "payload": payload, **extra}
-    if track is not None:
-        media["track"] = track
-    return json.dumps({"event": "media", "sequenceNumber": "3", "streamSid": STREAM, "media": media})
+    """Twilio's media (from the encoder), with its payload and track replaceable."""
+    good = Media("inbound", base64.b64decode(PAYLOAD), 5)
+    message = json.loads(encode_media(good, stream_sid=STREAM, chunk=1, sequence_number=3))
+    message["media"].update(payload=payload, **extra)
+    if track is None:
+        del message["media"]["track"]
+    else:
+        message["media"]["track"] = track
+    return json.dumps(message)
 
 
 def started(**start_overrides: Any) -> MediaStreamParser:
@@ -205,3 +217,155 @@ def test_violations_once_streaming(message: str, code: CloseCode, kind: str) -> 
 def test_bytes_frames_parse_like_text() -> None:
     parser = MediaStreamParser()
     assert isinstance(parser.receive(start_message().encode()), Start)
+
+
+# ------------------------------------------------------------------ the transition table
+
+# A valid message of each kind, written by the encoders.
+VALID = {
+    "connected": encode_connected(),
+    "start": encode_start(
+        Start(CALL, STREAM, "AC" + "c" * 32, ("inbound",), MappingProxyType({"prompt": "billing"})),
+        sequence_number=1,
+    ),
+    "media": encode_media(Media("inbound", bytes(range(160)), 20), stream_sid=STREAM, chunk=1, sequence_number=2),
+    "mark": encode_mark(Mark("m1"), stream_sid=STREAM),
+    "dtmf": encode_dtmf(Dtmf("inbound_track", "5"), stream_sid=STREAM),
+    "stop": encode_stop(stream_sid=STREAM, call_sid=CALL),
+}
+
+
+def _parser_in(state: StreamState) -> MediaStreamParser:
+    parser = MediaStreamParser()
+    if state is not StreamState.AWAITING_START:
+        parser.receive(VALID["start"])
+    if state is StreamState.STOPPED:
+        parser.receive(VALID["stop"])
+    assert parser.state is state
+    return parser
+
+
+def test_the_table_covers_every_state_and_event() -> None:
+    assert set(TRANSITIONS) == {(s, e) for s in StreamState for e in VALID}
+
+
+@pytest.mark.parametrize(("state", "event"), sorted(TRANSITIONS, key=lambda k: (k[0].value, k[1])))
+def test_each_transition_does_what_the_table_says(state: StreamState, event: str) -> None:
+    parser = _parser_in(state)
+    rule = TRANSITIONS[(state, event)]
+    if isinstance(rule, Refuse):
+        with pytest.raises(ProtocolViolation) as caught:
+            parser.receive(VALID[event])
+        assert (caught.value.code, caught.value.kind) == (rule.code, rule.kind)
+        assert parser.state is state
+    elif isinstance(rule, Ignored):
+        assert parser.receive(VALID[event]) == rule
+        assert parser.state is state
+    else:
+        parsed = parser.receive(VALID[event])
+        assert type(parsed).__name__.lower() == event
+        assert parser.state is rule.then
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "expected"),
+    [
+        # The decisions the table records, spelled out.
+        (StreamState.AWAITING_START, "stop", "refuse"),  # used to be accepted by accident
+        (StreamState.AWAITING_START, "media", "refuse"),
+        (StreamState.STREAMING, "start", "refuse"),
+        (StreamState.STOPPED, "start", "refuse"),
+        (StreamState.STOPPED, "media", "ignore"),
+        (StreamState.STOPPED, "stop", "ignore"),
+        (StreamState.AWAITING_START, "mark", "ignore"),
+        (StreamState.STREAMING, "connected", "ignore"),
+    ],
+)
+def test_decisions(state: StreamState, event: str, expected: str) -> None:
+    rule = TRANSITIONS[(state, event)]
+    assert isinstance(rule, Refuse if expected == "refuse" else Ignored)
+
+
+def test_unknown_events_are_counted_in_every_state() -> None:
+    for state in StreamState:
+        assert _parser_in(state).receive('{"event":"clear","streamSid":"MZ1"}') == Unknown("clear")
+
+
+# ------------------------------------------------------------------ encoders: round trip
+
+_sids = st.from_regex(r"[A-Za-z0-9]{2,34}", fullmatch=True)
+_params = st.dictionaries(
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12),
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40),
+    max_size=4,
+)
+
+
+@st.composite
+def starts(draw: st.DrawFn) -> Start:
+    stream_sid = draw(st.none() | _sids)
+    tracks = draw(st.sampled_from([("inbound",), ("outbound",), ("inbound", "outbound"), ("outbound", "inbound")]))
+    return Start(
+        call_sid=draw(_sids),
+        stream_sid=stream_sid,
+        account_sid=draw(st.none() | _sids),
+        tracks=tracks,
+        custom_parameters=MappingProxyType(draw(_params)),
+        minimal=draw(st.booleans()) if stream_sid is None else False,
+    )
+
+
+@st.composite
+def sessions(draw: st.DrawFn) -> tuple[Start, list[Event]]:
+    start = draw(starts())
+    medias = st.builds(
+        Media,
+        st.sampled_from(start.tracks),
+        st.binary(min_size=1, max_size=400),
+        st.none() | st.integers(min_value=0, max_value=10**9),
+    )
+    others = st.builds(Mark, st.none() | st.text(max_size=10)) | st.builds(
+        Dtmf, st.none() | st.sampled_from(["inbound_track"]), st.none() | st.sampled_from(list("0123456789*#"))
+    )
+    middle = draw(st.lists(medias | others, max_size=12))
+    return start, [Connected("Call", "1.0.0"), start, *middle, Stop()]
+
+
+def _encode(event: Event, start: Start, seq: int) -> str:
+    sid = start.stream_sid
+    if isinstance(event, Connected):
+        return encode_connected(event)
+    if isinstance(event, Start):
+        return encode_start(event, sequence_number=seq)
+    if isinstance(event, Media):
+        return encode_media(event, stream_sid=sid, chunk=seq, sequence_number=seq)
+    if isinstance(event, Mark):
+        return encode_mark(event, stream_sid=sid, sequence_number=seq)
+    if isinstance(event, Dtmf):
+        return encode_dtmf(event, stream_sid=sid, sequence_number=seq)
+    return encode_stop(stream_sid=sid, call_sid=start.call_sid, sequence_number=seq)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sessions())
+def test_encode_then_parse_is_the_identity(session: tuple[Start, list[Event]]) -> None:
+    start, events = session
+    parser = MediaStreamParser()
+    for seq, event in enumerate(events, 1):
+        assert parser.receive(_encode(event, start, seq)) == event
+    assert parser.state is StreamState.STOPPED
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=400))
+def test_minimal_media_round_trips(payload: bytes) -> None:
+    parser = MediaStreamParser()
+    parser.receive(encode_start(Start("CA1", None, None, ("inbound",), minimal=True)))
+    media = Media("inbound", payload, None)
+    assert parser.receive(encode_media(media, minimal=True)) == media
+
+
+def test_a_minimal_start_is_just_the_call_sid() -> None:
+    assert encode_start(Start("CA1", None, None, ("inbound",), minimal=True)) == (
+        '{"event":"start","start":{"callSid":"CA1"}}'
+    )
