@@ -1,26 +1,55 @@
-"""The twilio SDK's async HTTP client, adjusted at one seam.
+"""The twilio SDK's async HTTP client, configured through its own hooks (no copy of its
+`request()`, so the SDK's request/response logging and body handling stay as they are).
 
-- It passes a float `timeout` straight to aiohttp; we hand aiohttp a `ClientTimeout`.
-- `TwilioRestException` carries no headers, so the last response of the *current task*
-  is kept in a ContextVar: the caller can read `Retry-After` after catching the error.
+- Timeout: the SDK calls `request(timeout=None)`, and aiohttp reads `None` as *no timeout*;
+  a call to a hung Twilio would wait forever. Each request runs under `asyncio.timeout`
+  with the configured seconds, which also bounds connecting and reading the body.
+- `Retry-After`: `TwilioRestException` carries no headers, so an aiohttp trace hook (the
+  SDK's `trace_configs`) keeps the status and headers of the *current task's* last response
+  in a ContextVar; the caller reads it after catching the error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
-from typing import Any
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import aiohttp
+from multidict import CIMultiDictProxy
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 
-last_response: contextvars.ContextVar[Response | None] = contextvars.ContextVar("twilio_last_response", default=None)
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    status: int
+    headers: CIMultiDictProxy[str]
+
+
+last_response: contextvars.ContextVar[ResponseHead | None] = contextvars.ContextVar(
+    "twilio_last_response", default=None
+)
+
+
+async def _record_response(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    # Runs inline in the requesting task, so the ContextVar is the caller's.
+    last_response.set(ResponseHead(params.response.status, params.response.headers))
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_request_end.append(_record_response)
+    return config
 
 
 class RelayTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     def __init__(self, timeout: float = 10.0) -> None:
-        super().__init__(pool_connections=True, timeout=timeout)
+        super().__init__(pool_connections=True, timeout=timeout, trace_configs=[_trace_config()])
         self._timeout_s = timeout
 
     async def request(
@@ -28,38 +57,29 @@ class RelayTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         method: str,
         url: str,
         params: dict[str, object] | None = None,
-        data: Any = None,
+        data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
-        session = self.session
-        assert session is not None
-        headers = dict(headers or {})
-        if auth:
+        if auth is not None:
+            # The SDK would build an aiohttp `BasicAuth`, which newer aiohttp deprecates: the
+            # same header, built here.
             credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            headers["Authorization"] = f"Basic {credentials}"
-        async with session.request(
-            method.upper(),
-            url,
-            params=params,
-            data=data,
-            headers=headers,
-            auth=None,
-            timeout=aiohttp.ClientTimeout(total=timeout or self._timeout_s),
-            allow_redirects=allow_redirects,
-        ) as http_response:
-            text = await http_response.text()
-            response = Response(http_response.status, text, http_response.headers)
-        last_response.set(response)
+            headers = {**(headers or {}), "Authorization": f"Basic {credentials}"}
+        last_response.set(None)  # never report a header of an earlier request
+        async with asyncio.timeout(timeout or self._timeout_s):
+            response: Response = await super().request(
+                method, url, params, data, headers, None, timeout or self._timeout_s, allow_redirects
+            )
         return response
 
 
 def retry_after_seconds() -> float | None:
     """`Retry-After` (seconds form) of the last response in this task, if any."""
     response = last_response.get()
-    if response is None or response.headers is None:
+    if response is None:
         return None
     value = response.headers.get("Retry-After")
     if value is None:

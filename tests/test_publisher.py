@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sync_publisher import PublisherConfig, StreamPublisher, SyncPublisher, messages
+from sync_publisher.errors import SyncRetryableError
 from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_client
 from tests.fakes.twilio_server import FakeTwilio, Fault
 
@@ -231,3 +232,31 @@ async def test_overlapping_publishers_on_one_stream_never_repeat_a_seq(
     await asyncio.gather(old.close(deadline_s=5), new.close(deadline_s=5))
     seqs = sorted(m["seq"] for m in fake_twilio.messages_for(STREAM))
     assert seqs == list(range(1, 11))
+
+
+async def test_a_hung_twilio_times_out_at_the_configured_seconds(fake_twilio: FakeTwilio) -> None:
+    # The SDK asks aiohttp for no timeout at all; the client bounds every call itself.
+    client = make_twilio_client(
+        account_sid=fake_twilio.state.account_sid,
+        auth_token=fake_twilio.state.auth_token,
+        sync_base_url=fake_twilio.base_url,
+        timeout_s=0.2,
+    )
+    transport = TwilioSyncTransport(client, fake_twilio.state.sync_service_sid)
+    try:
+        await transport.create_stream("FLEX_ASSIST_CA1", ttl=60)
+        fake_twilio.state.sync_delay_s = 2.0  # ten times the timeout
+        with pytest.raises(SyncRetryableError, match="timed out"):
+            await asyncio.wait_for(transport.publish("FLEX_ASSIST_CA1", "{}"), timeout=10)
+    finally:
+        await transport.aclose()
+
+
+async def test_retry_after_is_read_from_the_failed_response(
+    transport: TwilioSyncTransport, fake_twilio: FakeTwilio
+) -> None:
+    await transport.create_stream("FLEX_ASSIST_CA2", ttl=60)
+    fake_twilio.state.sync_faults.append(Fault(429, 54009, "Rate limit exceeded", retry_after="3"))
+    with pytest.raises(SyncRetryableError) as caught:
+        await transport.publish("FLEX_ASSIST_CA2", '{"type":"status"}')
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (429, 54009, 3.0)
