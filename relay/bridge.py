@@ -264,6 +264,14 @@ class CallBridge:
         report = await self._channel.close(self._config.flush_deadline_s)
         return self._summary(reason, report)
 
+    def link_totals(self) -> LinkCounters:
+        """The counters of every model link of the call (the assist session and, with both
+        tracks, the agent's transcription), added up in one place."""
+        totals = LinkCounters()
+        for link in self.links:
+            totals.add(link.counters)
+        return totals
+
     @property
     def frames_forwarded(self) -> int:
         return sum(link.counters.forwarded_frames for link in self.links)
@@ -276,6 +284,7 @@ class CallBridge:
 
     def _summary(self, reason: str, report: StreamReport) -> dict[str, Any]:
         link = self.link.counters
+        totals = self.link_totals()
         latencies = sorted(self.suggestion_latencies)
         summary: dict[str, Any] = {
             "call_sid": self.call_sid,
@@ -285,12 +294,12 @@ class CallBridge:
             "tracks": list(self.tracks),
             "prompt": self.prompt_name,
             "frames_in": self.frames_in,
-            "frames_forwarded": self.frames_forwarded,
+            "frames_forwarded": totals.forwarded_frames,
             "frames_dropped": dict(self.frames_dropped()),
-            "bytes_forwarded": sum(x.counters.forwarded_bytes for x in self.links),
-            "bytes_replayed": sum(x.counters.replayed_bytes for x in self.links),
-            "appends": sum(x.counters.appends for x in self.links),
-            "appends_merged": sum(x.counters.merged_appends for x in self.links),
+            "bytes_forwarded": totals.forwarded_bytes,
+            "bytes_replayed": totals.replayed_bytes,
+            "appends": totals.appends,
+            "appends_merged": totals.merged_appends,
             "transcripts": self.transcripts,
             "suggestions": self.suggestions,
             "suggestions_empty": self.suggestions_empty,

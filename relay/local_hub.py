@@ -97,7 +97,7 @@ class LocalChannel:
         self._hub = hub
         self.call_sid = call_sid
         self._closed = False
-        self.report = StreamReport(f"local:{call_sid}")
+        self.report = StreamReport(stream=f"local:{call_sid}")
 
     def publish(self, item: Outgoing) -> None:
         if self._closed:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .model_link import LinkCounters
 from .recent import RecentSamples
 
 if TYPE_CHECKING:
@@ -31,16 +32,8 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class FinishedTotals:
     frames_in: int = 0
-    frames_forwarded: int = 0
     frames_dropped: Counter[str] = field(default_factory=Counter)
-    appends: int = 0
-    merged_appends: int = 0
-    bytes_forwarded: int = 0
-    connects: int = 0
-    connect_failures: int = 0
-    reconnects: int = 0
-    rollovers: int = 0
-    model_errors: Counter[str] = field(default_factory=Counter)
+    links: LinkCounters = field(default_factory=LinkCounters)  # every model link of every call
     suggestions: int = 0
     transcripts: int = 0
 
@@ -50,18 +43,8 @@ class FinishedTotals:
 
 def add_bridge(totals: FinishedTotals, bridge: CallBridge) -> None:
     totals.frames_in += bridge.frames_in
-    totals.frames_forwarded += bridge.frames_forwarded
     totals.frames_dropped.update(bridge.frames_dropped())
-    for model_link in bridge.links:  # the assist session and, with both tracks, the agent's
-        link = model_link.counters
-        totals.appends += link.appends
-        totals.merged_appends += link.merged_appends
-        totals.bytes_forwarded += link.forwarded_bytes
-        totals.connects += link.connects
-        totals.connect_failures += link.connect_failures
-        totals.reconnects += link.reconnects
-        totals.rollovers += link.rollovers
-        totals.model_errors.update(link.errors)
+    totals.links.add(bridge.link_totals())
     totals.suggestions += bridge.suggestions
     totals.transcripts += bridge.transcripts
 
@@ -114,20 +97,20 @@ class RelayCollector(Collector):
         yield _counter("relay_calls_started", "Calls started", stats.calls_started)
         yield _labelled("relay_calls_ended", "Calls ended, by reason", "reason", stats.calls_ended)
         yield _counter("relay_frames_in", "Media frames received", totals.frames_in)
-        yield _counter("relay_frames_forwarded", "Media frames forwarded to the model", totals.frames_forwarded)
+        yield _counter("relay_frames_forwarded", "Media frames forwarded to the model", totals.links.forwarded_frames)
         yield _labelled("relay_frames_dropped", "Media frames dropped, by reason", "reason", totals.frames_dropped)
-        yield _counter("relay_realtime_appends", "input_audio_buffer.append events sent", totals.appends)
+        yield _counter("relay_realtime_appends", "input_audio_buffer.append events sent", totals.links.appends)
         yield _counter(
             "relay_realtime_merged_appends",
             "Appends that joined several queued batches because the sender had fallen behind",
-            totals.merged_appends,
+            totals.links.merged_appends,
         )
-        yield _counter("relay_realtime_audio_bytes", "Audio bytes sent to the model", totals.bytes_forwarded)
-        yield _counter("relay_realtime_connects", "Model sessions opened", totals.connects)
-        yield _counter("relay_realtime_connect_failures", "Failed model connects", totals.connect_failures)
-        yield _counter("relay_realtime_reconnects", "Model reconnects after a lost session", totals.reconnects)
-        yield _counter("relay_realtime_rollovers", "Planned session rollovers", totals.rollovers)
-        yield _labelled("relay_realtime_errors", "Model errors, by code", "code", totals.model_errors)
+        yield _counter("relay_realtime_audio_bytes", "Audio bytes sent to the model", totals.links.forwarded_bytes)
+        yield _counter("relay_realtime_connects", "Model sessions opened", totals.links.connects)
+        yield _counter("relay_realtime_connect_failures", "Failed model connects", totals.links.connect_failures)
+        yield _counter("relay_realtime_reconnects", "Model reconnects after a lost session", totals.links.reconnects)
+        yield _counter("relay_realtime_rollovers", "Planned session rollovers", totals.links.rollovers)
+        yield _labelled("relay_realtime_errors", "Model errors, by code", "code", totals.links.errors)
         yield _counter("relay_suggestions", "Suggestions produced", totals.suggestions)
         yield _counter("relay_transcripts", "Final transcripts produced", totals.transcripts)
         yield _labelled("relay_ws_refusals", "Media WebSocket upgrades refused, by reason", "reason", stats.refusals)

@@ -19,8 +19,10 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
+
+from sync_publisher.backoff import backoff_delay
 
 from .model_events import (
     ErrorClass,
@@ -75,6 +77,15 @@ class LinkCounters:
     reconnects: int = 0
     rollovers: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: LinkCounters) -> None:
+        """Fold another link's counters into these (every field, so a new one needs no edit)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            else:
+                setattr(self, f.name, mine + theirs)
 
 
 class LinkSink(Protocol):
@@ -493,8 +504,8 @@ class ModelLink:
             self._sink.on_link_state("degraded", reason)
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self._config.max_delay_s, self._config.initial_delay_s * 2 ** (attempt - 1))
-        return self._rng.uniform(cap / 2, cap)
+        config = self._config
+        return backoff_delay(attempt, initial_s=config.initial_delay_s, max_s=config.max_delay_s, rng=self._rng)
 
     async def _pause(self, seconds: float) -> None:
         """Back off. Wakes early when the call ends with nothing left to deliver; audio

@@ -14,9 +14,10 @@ import random
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
+from .backoff import backoff_delay
 from .errors import (
     SyncAlreadyExistsError,
     SyncError,
@@ -62,8 +63,9 @@ class PublisherConfig:
 
 
 @dataclass(slots=True)
-class PublisherStats:
-    """Process-wide counters (read by the metrics endpoint)."""
+class PublishCounts:
+    """What happened to messages. One class for both views: a stream's report and the
+    process-wide totals, so a new counter is one field here and one `count()` call."""
 
     published: int = 0
     coalesced: int = 0
@@ -72,30 +74,24 @@ class PublisherStats:
     recreated: int = 0
     ttl_refreshed: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(slots=True)
-class StreamReport:
-    stream: str
-    published: int = 0
-    coalesced: int = 0
-    retried: int = 0
-    split_parts: int = 0
-    recreated: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
     dropped_finals: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "stream": self.stream,
-            "published": self.published,
-            "coalesced": self.coalesced,
-            "retried": self.retried,
-            "split_parts": self.split_parts,
-            "recreated": self.recreated,
-            "dropped": dict(self.dropped),
-            "dropped_finals": self.dropped_finals,
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), Counter) else value
+            for f in fields(self)
         }
+
+
+# Process-wide counters (read by the metrics endpoint).
+PublisherStats = PublishCounts
+
+
+@dataclass(slots=True)
+class StreamReport(PublishCounts):
+    """One stream's counters, returned when it closes (the call's summary line)."""
+
+    stream: str = ""
 
 
 class Channel(Protocol):
@@ -152,7 +148,7 @@ class StreamPublisher:
         self._stream_ready = False
         self._in_flight: Outgoing | None = None
         self._next_ttl_refresh = 0.0
-        self.report = StreamReport(stream)
+        self.report = StreamReport(stream=stream)
         self._task = asyncio.create_task(self._run(), name=f"sync-publisher:{stream}")
 
     # ------------------------------------------------------------------ producer side
@@ -171,8 +167,7 @@ class StreamPublisher:
             return
         parts = split(item, self.call_sid, self._config.max_message_bytes)
         if len(parts) > 1:
-            self.report.split_parts += len(parts)
-            self._stats.split_parts += len(parts)
+            self._count("split_parts", len(parts))
         for part in parts:
             self._coalesce(part)
             self._admit(part)
@@ -185,8 +180,7 @@ class StreamPublisher:
         stale = [q for q in self._queue if q.key == item.key and not q.final and q.part is None]
         for q in stale:
             self._queue.remove(q)
-            self.report.coalesced += 1
-            self._stats.coalesced += 1
+            self._count("coalesced")
 
     def _admit(self, item: Outgoing) -> None:
         queue, config = self._queue, self._config
@@ -203,11 +197,16 @@ class StreamPublisher:
                 return
         queue.append(item)
 
+    def _count(self, counter: str, n: int = 1) -> None:
+        """Bump one counter in this stream's report and in the process totals."""
+        for counts in (self.report, self._stats):
+            setattr(counts, counter, getattr(counts, counter) + n)
+
     def _drop(self, item: Outgoing, reason: str) -> None:
         self.report.dropped[reason] += 1
         self._stats.dropped[reason] += 1
         if item.final:
-            self.report.dropped_finals += 1
+            self._count("dropped_finals")
             log.warning(
                 "sync final message dropped",
                 extra={"stream": self.stream, "reason": reason, "kind": item.kind.value},
@@ -249,8 +248,7 @@ class StreamPublisher:
             except SyncRetryableError as exc:
                 self._limiter.record(self._clock())
                 attempt += 1
-                self.report.retried += 1
-                self._stats.retried += 1
+                self._count("retried")
                 delay = self._backoff(attempt, exc.retry_after)
                 if self._clock() + delay - first_try > self._config.retry_budget_s:
                     log.warning(
@@ -266,8 +264,7 @@ class StreamPublisher:
                     self._drop(item, "stream_missing")
                     return
                 self._recreated = True
-                self.report.recreated += 1
-                self._stats.recreated += 1
+                self._count("recreated")
                 log.warning("sync stream vanished; recreating once", extra={"stream": self.stream})
                 await self._ensure_stream()
             except SyncRejectedError as exc:
@@ -284,14 +281,13 @@ class StreamPublisher:
                 return
             else:
                 self._limiter.record(self._clock())
-                self.report.published += 1
-                self._stats.published += 1
+                self._count("published")
                 return
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        cap = min(self._config.backoff_max_s, self._config.backoff_initial_s * 2 ** (attempt - 1))
-        jittered = self._rng.uniform(cap / 2, cap)
-        return max(jittered, retry_after or 0.0)
+        config = self._config
+        jittered = backoff_delay(attempt, initial_s=config.backoff_initial_s, max_s=config.backoff_max_s, rng=self._rng)
+        return max(jittered, retry_after or 0.0)  # Twilio's Retry-After is a floor
 
     async def _ensure_stream(self) -> None:
         """Create the stream (or adopt an existing one and extend its TTL)."""
@@ -328,7 +324,7 @@ class StreamPublisher:
             return
         try:
             await self._transport.set_stream_ttl(self.stream, self._config.stream_ttl_s)
-            self._stats.ttl_refreshed += 1
+            self._count("ttl_refreshed")
         except SyncError as exc:
             # A missing stream is recreated by the next publish; other errors wait a turn.
             log.warning("sync stream TTL refresh failed", extra={"stream": self.stream, "code": exc.code})
