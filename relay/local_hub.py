@@ -83,6 +83,10 @@ class LocalHub:
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._subscribers.discard(queue)
 
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
     def end_subscriptions(self) -> None:
         """Tell every subscriber the feed is over, so open feeds end now, not at their next
         keep-alive (shutdown would otherwise wait for it)."""

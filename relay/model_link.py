@@ -14,16 +14,32 @@ active session; a reader task per session turns server events into callbacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from typing import Protocol
 
-from sync_publisher.backoff import backoff_delay
-
+from .audio_buffer import AudioBuffer
+from .link_policy import (
+    ConnectPolicy,
+    ConnectRules,
+    Decision,
+    Effect,
+    Notify,
+    OpenSpare,
+    ReplayRecent,
+    RolloverPolicy,
+    RolloverRules,
+    Step,
+    Stop,
+    SwapSessions,
+    Wait,
+    default_backoff,
+)
 from .model_events import (
     ErrorClass,
     ModelError,
@@ -32,13 +48,14 @@ from .model_events import (
     ResponseStarted,
     SessionClosed,
     SpeechStopped,
+    TranscriptCompleted,
+    TranscriptFailed,
 )
 from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionClosedError, SessionConfig
 from .recent import RecentSamples
 
 log = logging.getLogger("relay.model_link")
 
-_ROLLOVER_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,87 +113,33 @@ class LinkSink(Protocol):
     def context_for_new_session(self) -> str | None: ...
 
 
-class AudioBuffer:
-    """Bounded FIFO of (chunk, frames, pushed_at). Beyond the bound, the oldest audio goes first."""
-
-    __slots__ = ("_bytes", "_chunks", "_max_bytes")
-
-    def __init__(self, max_bytes: int) -> None:
-        self._chunks: deque[tuple[bytes, int, float]] = deque()
-        self._bytes = 0
-        self._max_bytes = max_bytes
-
-    def __len__(self) -> int:
-        return len(self._chunks)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
-    def push(self, chunk: bytes, frames: int, pushed_at: float = 0.0) -> int:
-        """Append; returns how many frames were evicted to stay within the bound."""
-        self._chunks.append((chunk, frames, pushed_at))
-        self._bytes += len(chunk)
-        evicted = 0
-        while self._bytes > self._max_bytes and len(self._chunks) > 1:
-            old, old_frames, _ = self._chunks.popleft()
-            self._bytes -= len(old)
-            evicted += old_frames
-        return evicted
-
-    def push_front(self, chunk: bytes, frames: int, pushed_at: float = 0.0) -> None:
-        self._chunks.appendleft((chunk, frames, pushed_at))
-        self._bytes += len(chunk)
-
-    def pop(self, merge_up_to: int = 0) -> tuple[bytes, int, tuple[float, ...]] | None:
-        """The oldest chunk, with the push times of what it holds.
-
-        With `merge_up_to`, fresh chunks queued behind it are joined to it up to that many
-        bytes: a sender that fell behind catches up with fewer, larger appends (each append
-        has a fixed cost), and the audio is byte-for-byte the same. Replayed chunks (0 frames,
-        counted once already) are never joined to fresh ones.
-        """
-        chunks = self._chunks
-        if not chunks:
-            return None
-        chunk, frames, pushed_at = chunks.popleft()
-        self._bytes -= len(chunk)
-        if not (merge_up_to and frames and chunks and chunks[0][1]):
-            return chunk, frames, (pushed_at,)
-        parts, times, size = [chunk], [pushed_at], len(chunk)
-        while chunks and chunks[0][1] and size + len(chunks[0][0]) <= merge_up_to:
-            more, more_frames, more_at = chunks.popleft()
-            self._bytes -= len(more)
-            parts.append(more)
-            times.append(more_at)
-            frames += more_frames
-            size += len(more)
-        return b"".join(parts), frames, tuple(times)
-
-    def drain_frames(self) -> int:
-        frames = sum(item[1] for item in self._chunks)
-        self._chunks.clear()
-        self._bytes = 0
-        return frames
-
-
 class _SessionWatch:
-    """Per-session state the sender loop needs: is it alive, is an answer on its way."""
+    """What the shell tracks per session: is it alive, is work for the last turn pending."""
 
-    def __init__(self, session: RealtimeSession, opened_at: float) -> None:
+    def __init__(self, session: RealtimeSession, opened_at: float, *, expects_responses: bool) -> None:
         self.session = session
         self.opened_at = opened_at
+        self.expects_responses = expects_responses
         self.closed = asyncio.Event()
-        self.turn_boundary = asyncio.Event()
         self.active_responses: set[str] = set()
         # A turn has ended (speech_stopped) but its response has not started yet.
         self.awaiting_response = False
+        # Turns whose transcription has not arrived yet (item ids).
+        self.pending_transcripts: set[str] = set()
         self.idle = asyncio.Event()
         self.idle.set()
         self.close_reason = ""
 
+    def update_idle(self) -> None:
+        if self.active_responses or self.awaiting_response or self.pending_transcripts:
+            self.idle.clear()
+        else:
+            self.idle.set()
+
 
 class ModelLink:
+    """The I/O shell: performs what `link_policy` decides and feeds it what happened."""
+
     def __init__(
         self,
         connector: RealtimeConnector,
@@ -186,13 +149,17 @@ class ModelLink:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._connector = connector
         self._session_config = session_config
         self._config = config
         self._sink = sink
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._sleep = sleep
+        rules = ConnectRules(config.max_attempts, config.initial_delay_s, config.max_delay_s)
+        self._policy = ConnectPolicy(rules, default_backoff(rules, rng or random.Random()))
+        self._rollover = RolloverPolicy(RolloverRules(config.session_max_age_s, config.rollover_grace_s))
         self.counters = LinkCounters()
         self._buffer = AudioBuffer(config.buffer_max_bytes)
         self._recent: deque[bytes] = deque()  # the replay window: sent, not yet known to be heard
@@ -200,21 +167,18 @@ class ModelLink:
         self._wake = asyncio.Event()
         self._closing_event = asyncio.Event()
         self._closing = False
-        self._failed: str | None = None
-        self._degraded = False
         self._sessions_opened = 0
         self._retiring: set[asyncio.Task[None]] = set()
         self._readers: set[asyncio.Task[None]] = set()
         self._current: _SessionWatch | None = None
-        self._rollover_retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ audio in
 
     def push_audio(self, chunk: bytes, frames: int) -> None:
         """Queue converted audio for the model. Never blocks, never raises."""
-        if self._failed is not None or self._closing:
-            self.counters.dropped_frames["assist_unavailable" if self._failed else "after_close"] += frames
+        if self._policy.failed is not None or self._closing:
+            self.counters.dropped_frames["assist_unavailable" if self._policy.failed else "after_close"] += frames
             return
         evicted = self._buffer.push(chunk, frames, self._clock())
         if evicted:
@@ -227,7 +191,7 @@ class ModelLink:
 
     @property
     def failed(self) -> str | None:
-        return self._failed
+        return self._policy.failed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -237,6 +201,7 @@ class ModelLink:
     async def finish(self, deadline_s: float) -> None:
         """Send what is buffered, let a running answer finish, close every session."""
         self._closing = True
+        self._policy.call_ending()
         self._closing_event.set()
         self._wake.set()
         loop = asyncio.get_running_loop()
@@ -268,41 +233,41 @@ class ModelLink:
         await asyncio.gather(*self._readers, return_exceptions=True)
 
     async def _run(self) -> None:
-        attempt = 0
-        # After the call ends, keep going while audio is buffered: `finish()` bounds this
-        # with the flush deadline, and the customer's last question deserves an answer.
-        while (not self._closing or len(self._buffer)) and self._failed is None:
+        policy = self._policy
+        step = policy.begin()
+        while not isinstance(step, Stop):
+            if isinstance(step, Wait):
+                if step.seconds > 0:
+                    await self._pause(step.seconds)
+                step = policy.wait_over(has_audio=len(self._buffer) > 0)
+                continue
             try:
                 watch = await self._open()
             except RealtimeConnectError as exc:
                 self.counters.connect_failures += 1
                 self.counters.errors[f"connect:{exc}"[:80]] += 1
-                log.warning("model connect failed", extra={"error": str(exc), "attempt": attempt + 1})
-                if exc.fatal:
-                    self._fail(f"model rejected the session: {exc}")
-                    return
-                attempt += 1
-                if attempt > self._config.max_attempts:
-                    self._fail("model unreachable after retries")
-                    return
-                self._set_degraded(f"model_unavailable: {exc}"[:200])
-                await self._pause(self._backoff(attempt))
+                log.warning("model connect failed", extra={"error": str(exc), "attempt": policy.attempt + 1})
+                step = self._apply(policy.connect_failed(str(exc), fatal=exc.fatal))
                 continue
-            outcome = await self._serve(watch)
-            if outcome == "closing":
+            if self._sessions_opened > 1:
+                self.counters.reconnects += 1
+            self._perform(policy.connected())
+            if await self._serve(watch) == "closing":
                 return
-            self._set_degraded("model_connection_lost")
-            self._replay_recent()
-            # A session that dies young counts as a failed attempt, so a server that
-            # accepts and drops at once is not hammered.
-            if self._clock() - watch.opened_at < 5.0:
-                attempt += 1
-                if attempt > self._config.max_attempts:
-                    self._fail("model sessions keep failing")
-                    return
-                await self._pause(self._backoff(attempt))
+            step = self._apply(policy.session_lost(lived_s=self._clock() - watch.opened_at))
+
+    def _apply(self, decision: Decision) -> Step:
+        self._perform(decision.effects)
+        return decision.step
+
+    def _perform(self, effects: tuple[Effect, ...]) -> None:
+        for effect in effects:
+            if isinstance(effect, Notify):
+                self._sink.on_link_state(effect.state, effect.reason)
+            elif isinstance(effect, ReplayRecent):
+                self._replay_recent()
             else:
-                attempt = 0
+                self._give_up(effect.reason)
 
     async def _open(self) -> _SessionWatch:
         session = await self._connector.open(self._session_config)
@@ -312,11 +277,13 @@ class ModelLink:
             if context:
                 try:
                     await session.add_context(context)
-                except SessionClosedError:
+                except SessionClosedError as exc:
                     await session.close()
-                    raise RealtimeConnectError("session closed while seeding context") from None
+                    raise RealtimeConnectError("session closed while seeding context") from exc
         self._sessions_opened += 1
-        watch = _SessionWatch(session, self._clock())
+        watch = _SessionWatch(
+            session, self._clock(), expects_responses=not self._session_config.transcription_only
+        )
         reader = asyncio.create_task(self._read(watch), name="model-reader")
         self._readers.add(reader)
         reader.add_done_callback(self._readers.discard)
@@ -324,25 +291,23 @@ class ModelLink:
 
     async def _serve(self, watch: _SessionWatch) -> str:
         """Forward audio to `watch` (switching sessions on rollover) until it dies."""
-        if self._sessions_opened > 1:
-            self.counters.reconnects += 1
-        if self._degraded:
-            self._degraded = False
-            self._sink.on_link_state("recovered", "model session restored")
         self._current = watch
-        next_session: asyncio.Task[_SessionWatch] | None = None
+        self._rollover.session_started(watch.opened_at)
+        spare: asyncio.Task[_SessionWatch] | None = None
         try:
             while True:
                 if watch.closed.is_set():
                     return "lost"
-                next_session, watch = await self._maybe_roll_over(watch, next_session)
+                watch, spare = self._roll_over(watch, spare)
                 item = self._buffer.pop(self._config.merge_max_bytes)
                 if item is None:
                     if self._closing:
                         await self._await_idle(watch, self._config.final_response_wait_s)
                         return "closing"
                     self._wake.clear()
-                    await self._wait_for_audio()
+                    # One event serves every wake-up: audio pushed, a session closing (the
+                    # reader sets it on exit), the call ending, a spare session ready.
+                    await self._wake.wait()
                     continue
                 chunk, frames, pushed_at = item
                 try:
@@ -352,70 +317,66 @@ class ModelLink:
                     self._buffer.push_front(chunk, frames, pushed_at[0])
                     watch.closed.set()
                     return "lost"
-                if frames:
-                    self.counters.forwarded_frames += frames
-                    self.counters.forwarded_bytes += len(chunk)
-                    if len(pushed_at) > 1:
-                        self.counters.merged_appends += 1
-                    delays = self._config.send_delays
-                    if delays is not None:
-                        now = self._clock()
-                        for at in pushed_at:
-                            delays.add(now - at)
-                else:
-                    self.counters.replayed_bytes += len(chunk)
-                self.counters.appends += 1
-                self._remember(chunk)
+                self._count_sent(chunk, frames, pushed_at)
         finally:
-            if next_session is not None and not next_session.done():
-                next_session.cancel()
-            elif next_session is not None and not next_session.cancelled() and next_session.exception() is None:
-                spare = next_session.result()
-                await spare.session.close()
+            if spare is not None and not spare.done():
+                spare.cancel()
+            elif spare is not None and not spare.cancelled() and spare.exception() is None:
+                await spare.result().session.close()
 
-    async def _wait_for_audio(self) -> None:
-        # One event serves every wake-up: audio pushed, a session closing (the reader sets
-        # it on exit), the call ending, a rollover session becoming ready. Cheaper than
-        # waiting on several futures with a timeout ten times a second per call.
-        await self._wake.wait()
+    def _count_sent(self, chunk: bytes, frames: int, pushed_at: tuple[float, ...]) -> None:
+        counters = self.counters
+        if frames:
+            counters.forwarded_frames += frames
+            counters.forwarded_bytes += len(chunk)
+            if len(pushed_at) > 1:
+                counters.merged_appends += 1
+            delays = self._config.send_delays
+            if delays is not None:
+                now = self._clock()
+                for at in pushed_at:
+                    delays.add(now - at)
+        else:
+            counters.replayed_bytes += len(chunk)
+        counters.appends += 1
+        self._remember(chunk)
 
-    async def _maybe_roll_over(
-        self, watch: _SessionWatch, pending: asyncio.Task[_SessionWatch] | None
-    ) -> tuple[asyncio.Task[_SessionWatch] | None, _SessionWatch]:
-        age = self._clock() - watch.opened_at
-        if age < self._config.session_max_age_s or self._closing:
-            return pending, watch
-        if pending is None:
-            if self._clock() < self._rollover_retry_at:
-                return None, watch
-            watch.turn_boundary.clear()  # only a boundary after this point counts
-            task = asyncio.create_task(self._open(), name="model-rollover")
-            task.add_done_callback(lambda _: self._wake.set())
-            return task, watch
-        if not pending.done():
-            return pending, watch
-        if pending.exception() is not None:
-            # The current session still works: try again after a pause, not on every append.
-            self.counters.connect_failures += 1
-            self._rollover_retry_at = self._clock() + _ROLLOVER_RETRY_S
-            return None, watch
-        overdue = age >= self._config.session_max_age_s + self._config.rollover_grace_s
-        if not (watch.turn_boundary.is_set() or overdue):
-            return pending, watch
-        new = pending.result()
+    def _roll_over(
+        self, watch: _SessionWatch, spare: asyncio.Task[_SessionWatch] | None
+    ) -> tuple[_SessionWatch, asyncio.Task[_SessionWatch] | None]:
+        step = self._rollover.next(self._clock(), closing=self._closing)
+        if isinstance(step, OpenSpare):
+            spare = asyncio.create_task(self._open(), name="model-rollover")
+            spare.add_done_callback(self._spare_done)
+            return watch, spare
+        if not isinstance(step, SwapSessions):
+            return watch, spare
+        assert spare is not None and spare.done()
+        new = spare.result()
         self._forget_recent()  # a planned switch: the old session keeps what it was sent
         self.counters.rollovers += 1
-        log.info("model session rolled over", extra={"at_turn_boundary": not overdue})
+        log.info("model session rolled over", extra={"at_turn_boundary": step.at_turn_boundary})
         retire = asyncio.create_task(self._retire(watch), name="model-retire")
         self._retiring.add(retire)
         retire.add_done_callback(self._retiring.discard)
         self._current = new
-        return None, new
+        self._rollover.session_started(new.opened_at)
+        return new, None
+
+    def _spare_done(self, task: asyncio.Task[_SessionWatch]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            # The current session still works: the policy tries again after a pause.
+            self.counters.connect_failures += 1
+            self._rollover.spare_failed(self._clock())
+        else:
+            self._rollover.spare_opened()
+        self._wake.set()
 
     async def _retire(self, watch: _SessionWatch) -> None:
-        """Let the old session answer the turn that just ended, then close it."""
+        """Let the old session answer (and transcribe) the turn that just ended, then close it."""
         try:
-            await asyncio.sleep(0.2)  # the turn's response is created right after the boundary
             await self._await_idle(watch, self._config.retire_timeout_s)
         finally:
             await watch.session.close()
@@ -423,10 +384,8 @@ class ModelLink:
     async def _await_idle(self, watch: _SessionWatch, timeout: float) -> None:
         if watch.closed.is_set():
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watch.idle.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
 
     async def _read(self, watch: _SessionWatch) -> None:
         try:
@@ -442,19 +401,20 @@ class ModelLink:
                 elif isinstance(event, ResponseDone):
                     watch.active_responses.discard(event.response_id)
                 elif isinstance(event, SpeechStopped):
-                    watch.turn_boundary.set()
-                    watch.awaiting_response = True
+                    watch.awaiting_response = watch.expects_responses
+                    watch.pending_transcripts.add(event.item_id)
+                    if watch is self._current:
+                        self._rollover.turn_ended()
+                elif isinstance(event, TranscriptCompleted | TranscriptFailed):
+                    watch.pending_transcripts.discard(event.item_id)
                 elif isinstance(event, ModelError):
                     self.counters.errors[event.code or event.error_type or "unknown"] += 1
                     if event.classification is ErrorClass.FATAL:
-                        self._fail(f"model error: {event.code}")
+                        self._perform(self._policy.model_error(f"model error: {event.code}").effects)
                     elif event.classification is ErrorClass.RETRYABLE and event.code != "session_expired":
                         # The server may keep the socket open; start over on a fresh session.
                         await watch.session.close()
-                if watch.active_responses or watch.awaiting_response:
-                    watch.idle.clear()
-                else:
-                    watch.idle.set()
+                watch.update_idle()
                 try:
                     self._sink.on_model_event(event)
                 except Exception:
@@ -485,10 +445,7 @@ class ModelLink:
         self._recent.clear()
         self._recent_bytes = 0
 
-    def _fail(self, reason: str) -> None:
-        if self._failed is not None:
-            return
-        self._failed = reason
+    def _give_up(self, reason: str) -> None:
         dropped = self._buffer.drain_frames()
         if dropped:
             self.counters.dropped_frames["assist_unavailable"] += dropped
@@ -498,22 +455,16 @@ class ModelLink:
         self._closing_event.set()
         self._wake.set()
 
-    def _set_degraded(self, reason: str) -> None:
-        if not self._degraded and self._failed is None:
-            self._degraded = True
-            self._sink.on_link_state("degraded", reason)
-
-    def _backoff(self, attempt: int) -> float:
-        config = self._config
-        return backoff_delay(attempt, initial_s=config.initial_delay_s, max_s=config.max_delay_s, rng=self._rng)
-
     async def _pause(self, seconds: float) -> None:
         """Back off. Wakes early when the call ends with nothing left to deliver; audio
         arriving must not cut it short."""
         if self._closing:
-            await asyncio.sleep(seconds)
+            await self._sleep(seconds)
             return
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        closing = asyncio.ensure_future(self._closing_event.wait())
         try:
-            await asyncio.wait_for(self._closing_event.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+            await asyncio.wait((sleeper, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            closing.cancel()

@@ -1,62 +1,146 @@
-"""AudioBuffer: the bounded queue between a call's socket reader and its model sender."""
+"""The model link's shell performs what its policy decides, driven through its injected
+clock, sleep and random source by a scripted in-process session: no sockets, no waiting on
+the wall clock. (Over real sockets against the fake Realtime server: test_staying_up.py.)"""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import random
+from collections.abc import AsyncIterator
 
-from relay.model_link import AudioBuffer
+from relay.link_policy import ConnectRules, default_backoff
+from relay.model_events import ModelEvent, SessionClosed
+from relay.model_link import LinkConfig, ModelLink
+from relay.realtime import RealtimeConnectError, RealtimeSession, SessionConfig
 
-A, B, C, D = b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 10
-
-
-def _buffer(items: list[tuple[bytes, int, float]], max_bytes: int = 1000) -> AudioBuffer:
-    buffer = AudioBuffer(max_bytes)
-    for chunk, frames, at in items:
-        buffer.push(chunk, frames, at)
-    return buffer
+CONFIG = SessionConfig(instructions="be brief", audio_format="pcm24k", transcription_model="gpt-transcribe")
 
 
-@pytest.mark.parametrize(
-    ("items", "merge_up_to", "expected"),
-    [
-        # No merging asked: one chunk at a time.
-        ([(A, 5, 1.0), (B, 5, 2.0)], 0, (A, 5, (1.0,))),
-        # Fresh chunks behind the head join it, in order, with their frames and push times.
-        ([(A, 5, 1.0), (B, 5, 2.0), (C, 5, 3.0)], 100, (A + B + C, 15, (1.0, 2.0, 3.0))),
-        # Up to the size limit and no further.
-        ([(A, 5, 1.0), (B, 5, 2.0), (C, 5, 3.0)], 25, (A + B, 10, (1.0, 2.0))),
-        # A replayed chunk (0 frames: counted once already) is never joined to fresh audio...
-        ([(A, 5, 1.0), (B, 0, 2.0), (C, 5, 3.0)], 100, (A, 5, (1.0,))),
-        # ...nor fresh audio to it.
-        ([(B, 0, 2.0), (C, 5, 3.0)], 100, (B, 0, (2.0,))),
-        # A head alone is returned as is.
-        ([(D, 5, 4.0)], 100, (D, 5, (4.0,))),
-    ],
-)
-def test_pop_joins_queued_fresh_audio_up_to_the_limit(
-    items: list[tuple[bytes, int, float]], merge_up_to: int, expected: tuple[bytes, int, tuple[float, ...]]
-) -> None:
-    buffer = _buffer(items)
-    total = sum(len(chunk) for chunk, _, _ in items)
-    popped = buffer.pop(merge_up_to)
-    assert popped == expected
-    assert buffer.size_bytes == total - len(expected[0])  # byte accounting follows what left
-    assert len(buffer) == len(items) - len(expected[2])
+class ScriptedSession:
+    def __init__(self) -> None:
+        self.audio: list[bytes] = []
+        self.context: list[str] = []
+        self._events: asyncio.Queue[ModelEvent] = asyncio.Queue()
+
+    async def send_audio(self, audio: bytes) -> None:
+        self.audio.append(audio)
+
+    async def add_context(self, text: str) -> None:
+        self.context.append(text)
+
+    async def events(self) -> AsyncIterator[ModelEvent]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, SessionClosed):
+                return
+
+    async def close(self) -> None:
+        self._events.put_nowait(SessionClosed(1000, "closed"))
 
 
-def test_pop_until_empty_hands_out_every_byte_once_in_order() -> None:
-    items = [(bytes([i]) * 7, 1 if i % 4 else 0, float(i)) for i in range(40)]
-    buffer = _buffer(items)
-    out = b""
-    while (popped := buffer.pop(30)) is not None:
-        out += popped[0]
-    assert out == b"".join(chunk for chunk, _, _ in items)
-    assert buffer.size_bytes == 0 and buffer.pop(30) is None
+class ScriptedConnector:
+    """Refuses the first `refusals` opens (fatally, if asked), then opens sessions."""
+
+    def __init__(self, refusals: int = 0, *, fatal: bool = False) -> None:
+        self.refusals = refusals
+        self.fatal = fatal
+        self.sessions: list[ScriptedSession] = []
+        self.attempts = 0
+
+    async def open(self, config: SessionConfig) -> RealtimeSession:
+        self.attempts += 1
+        if self.attempts <= self.refusals:
+            raise RealtimeConnectError("api.example: connection refused", fatal=self.fatal)
+        session = ScriptedSession()
+        self.sessions.append(session)
+        return session
 
 
-def test_overflow_evicts_the_oldest_and_reports_its_frames() -> None:
-    buffer = AudioBuffer(25)
-    assert buffer.push(A, 5, 1.0) == 0
-    assert buffer.push(B, 5, 2.0) == 0
-    assert buffer.push(C, 5, 3.0) == 5  # A goes first
-    assert buffer.pop(100) == (B + C, 10, (2.0, 3.0))
+class Sink:
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str]] = []
+
+    def on_model_event(self, event: ModelEvent) -> None:
+        pass
+
+    def on_link_state(self, state: str, reason: str) -> None:
+        self.states.append((state, reason))
+
+    def context_for_new_session(self) -> str | None:
+        return "earlier turns"
+
+
+class Sleeps:
+    """An injected sleep that records what it was asked and returns at once."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await asyncio.sleep(0)
+
+
+def link(connector: ScriptedConnector, sink: Sink, sleeps: Sleeps, seed: int = 3, **config: int) -> ModelLink:
+    settings = LinkConfig(buffer_max_bytes=10_000, max_attempts=config.pop("max_attempts", 8), **config)
+    return ModelLink(connector, CONFIG, settings, sink, rng=random.Random(seed), sleep=sleeps, clock=lambda: 100.0)
+
+
+async def test_refused_connects_back_off_by_the_policy_then_deliver_everything_in_order() -> None:
+    connector, sink, sleeps = ScriptedConnector(refusals=2), Sink(), Sleeps()
+    model = link(connector, sink, sleeps)
+    model.start()
+    for i in range(5):
+        model.push_audio(bytes([i]) * 100, frames=5)
+    await asyncio.wait_for(_until(lambda: bool(connector.sessions) and len(connector.sessions[0].audio) > 0), 5)
+    await model.finish(deadline_s=5)
+
+    expected = default_backoff(ConnectRules(), random.Random(3))
+    assert sleeps.asked == [expected(1), expected(2)]  # the same draws, in order
+    assert sink.states == [
+        ("degraded", "model_unavailable: api.example: connection refused"),
+        ("recovered", "model session restored"),
+    ]
+    (session,) = connector.sessions
+    assert b"".join(session.audio) == b"".join(bytes([i]) * 100 for i in range(5))
+    assert model.counters.connect_failures == 2 and model.counters.forwarded_frames == 25
+    assert session.context == []  # the first session of a call is not re-seeded
+
+
+async def test_a_fatal_refusal_makes_assist_unavailable_and_counts_what_follows() -> None:
+    connector, sink, sleeps = ScriptedConnector(refusals=1, fatal=True), Sink(), Sleeps()
+    model = link(connector, sink, sleeps)
+    model.start()
+    await asyncio.wait_for(_until(lambda: model.failed is not None), 5)
+    model.push_audio(b"x" * 100, frames=5)
+    await model.finish(deadline_s=5)
+    assert sink.states == [("degraded", "model rejected the session: api.example: connection refused")]
+    assert model.counters.dropped_frames == {"assist_unavailable": 5}
+    assert sleeps.asked == [] and connector.sessions == []
+
+
+async def test_a_lost_session_is_replaced_reseeded_and_the_unacknowledged_audio_replayed() -> None:
+    connector, sink, sleeps = ScriptedConnector(), Sink(), Sleeps()
+    model = link(connector, sink, sleeps, replay_max_bytes=1000)
+    model.start()
+    model.push_audio(b"a" * 100, frames=5)
+    await asyncio.wait_for(_until(lambda: bool(connector.sessions) and len(connector.sessions[0].audio) == 1), 5)
+    await connector.sessions[0].close()  # the server drops the session (at clock 100: it died young)
+    await asyncio.wait_for(_until(lambda: len(connector.sessions) == 2), 5)
+    model.push_audio(b"b" * 100, frames=5)
+    await asyncio.wait_for(_until(lambda: len(connector.sessions[1].audio) == 2), 5)
+    await model.finish(deadline_s=5)
+
+    _, second = connector.sessions
+    assert second.context == ["earlier turns"]
+    assert second.audio == [b"a" * 100, b"b" * 100]  # the replay window first, then new audio
+    assert model.counters.replayed_bytes == 100 and model.counters.reconnects == 1
+    assert len(sleeps.asked) == 1  # a young death counts as a failed attempt: one backoff
+    assert sink.states[0] == ("degraded", "model_connection_lost") and sink.states[-1][0] == "recovered"
+
+
+async def _until(condition: object) -> None:
+    assert callable(condition)
+    while not condition():  # noqa: ASYNC110 - yields to the loop; no wall-clock wait
+        await asyncio.sleep(0)

@@ -11,7 +11,9 @@ import pytest
 
 from sync_publisher import PublisherConfig, StreamPublisher, SyncPublisher, messages
 from sync_publisher.errors import SyncRetryableError
+from sync_publisher.publisher import PublisherStats
 from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_client
+from tests.conftest import wait_until
 from tests.fakes.twilio_server import FakeTwilio, Fault
 
 CALL = "CA" + "e" * 32
@@ -105,7 +107,7 @@ async def test_a_vanished_stream_is_recreated_once_and_publishing_resumes(
 ) -> None:
     publisher = open_stream(transport)
     publisher.publish(messages.status("started", "x"))
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: len(fake_twilio.messages_for(STREAM)) == 1)
     fake_twilio.vanish(STREAM)
     for item in finals(3):
         publisher.publish(item)
@@ -128,11 +130,37 @@ async def test_an_existing_stream_is_reused_and_its_ttl_extended(
     assert len(fake_twilio.messages_for(STREAM)) == 1
 
 
-async def test_ttl_is_refreshed_while_the_call_runs(transport: TwilioSyncTransport, fake_twilio: FakeTwilio) -> None:
-    publisher = open_stream(transport, fast_config(stream_ttl_s=1))  # refresh every 0.5 s
-    await asyncio.sleep(1.3)
-    await publisher.close(deadline_s=2)
-    assert len(fake_twilio.state.ttl_updates) >= 2
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_ttl_is_refreshed_every_half_ttl_of_the_publishers_clock(
+    transport: TwilioSyncTransport, fake_twilio: FakeTwilio
+) -> None:
+    clock = ManualClock()
+    config = fast_config(stream_ttl_s=600)  # refresh due every 300 s
+    publisher = StreamPublisher(transport, STREAM, CALL, config, PublisherStats(), clock=clock)
+
+    async def publish_and_deliver(n: int) -> None:
+        publisher.publish(messages.status("started", f"m{n}"))
+        await wait_until(lambda: len(fake_twilio.messages_for(STREAM)) == n)
+
+    await publish_and_deliver(1)  # creates the stream: no refresh yet
+    clock.now += 299.0
+    await publish_and_deliver(2)
+    assert fake_twilio.state.ttl_updates == []
+    clock.now += 1.0  # 300 s after creation: the next wake-up refreshes first
+    await publish_and_deliver(3)
+    assert fake_twilio.state.ttl_updates == [(STREAM, 600)]
+    clock.now += 300.0
+    await publish_and_deliver(4)
+    assert fake_twilio.state.ttl_updates == [(STREAM, 600)] * 2
+    report = await publisher.close(deadline_s=2)
+    assert report.ttl_refreshed == 2
 
 
 async def test_other_4xx_is_not_retried_and_is_logged_with_twilios_code(

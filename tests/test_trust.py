@@ -173,7 +173,8 @@ async def test_a_second_stream_for_a_call_replaces_the_first_and_reuses_its_sess
     second = CallSpec(audio={"inbound": second_audio}, pace=0, call_sid=first.call_sid)
     old = asyncio.create_task(stream_call(relay.ws_url(), first, headers=relay.signed_headers(), linger_s=1.0))
     await wait_until(lambda: bool(relay.state.calls))
-    await asyncio.sleep(0.2)
+    first_bridge = next(iter(relay.state.calls.values())).bridge
+    await wait_until(lambda: first_bridge.frames_in >= 10)  # the first stream is mid-call
     new = await stream_call(relay.ws_url(), second, headers=relay.signed_headers())
     replaced = await old
     await wait_until(lambda: bool(relay.state.idle))
