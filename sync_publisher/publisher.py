@@ -339,10 +339,8 @@ class StreamPublisher:
             await asyncio.wait_for(asyncio.shield(self._task), timeout=deadline_s)
         except TimeoutError:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # Collects the task's own cancellation; a cancellation of close() still propagates.
+            await asyncio.gather(self._task, return_exceptions=True)
         except Exception:
             log.exception("sync publisher task failed", extra={"stream": self.stream})
         if self._in_flight is not None:  # cancelled mid-send: its fate is unknown, count it

@@ -111,6 +111,34 @@ async def test_verdicts_are_cached_by_token_hash(relay: RunningRelay, fake_twili
     assert hashlib.sha256(b"flex-token-agent").hexdigest() in cache
 
 
+async def test_a_cached_verdict_expires_after_its_ttl_on_the_validators_clock(fake_twilio: FakeTwilio) -> None:
+    from relay.flex_auth import FlexTokenValidator
+    from sync_publisher.twilio_transport import make_twilio_client
+
+    fake_twilio.add_agent("flex-token-agent", "alice_40example_2Ecom", ["agent"])
+    now = [1000.0]
+    client = make_twilio_client(
+        account_sid=fake_twilio.state.account_sid, auth_token=TWILIO_TOKEN, api_base_url=fake_twilio.base_url
+    )
+    validator = FlexTokenValidator(
+        client,
+        account_sid=fake_twilio.state.account_sid,
+        iam_base_url=fake_twilio.base_url,
+        cache_ttl_s=60,
+        clock=lambda: now[0],
+    )
+    try:
+        first = await validator.validate("flex-token-agent")
+        now[0] += 59.9
+        assert await validator.validate("flex-token-agent") == first
+        assert fake_twilio.state.iam_requests == 1  # served from the cache
+        now[0] += 0.1  # 60 s after the verdict: asked again
+        await validator.validate("flex-token-agent")
+        assert fake_twilio.state.iam_requests == 2
+    finally:
+        await client.http_client.close()
+
+
 async def test_legacy_identity_only_when_configured(start_relay: StartRelay) -> None:
     off = await start_relay()
     status, _, _ = await _get(off.http_url("/token?identity=shared-plugin-identity"))
