@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay.app")
 
-__all__ = ["RELAY", "RelayState", "create_app", "drain", "publisher_config"]
+__all__ = ["create_app", "drain", "publisher_config"]
 
 
 def publisher_config(settings: Settings) -> PublisherConfig:

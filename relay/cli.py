@@ -64,7 +64,8 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def serve(settings: Settings) -> int:
-    from .app import RELAY, create_app, drain
+    from .app import create_app, drain
+    from .state import RELAY
 
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -13,10 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from relay.app import RELAY, RelayState, create_app
+from relay.app import create_app
 from relay.audio import ulaw_encode
 from relay.settings import Settings
 from relay.simulator import sign_upgrade
+from relay.state import RELAY, RelayState
 from tests.fakes.realtime_server import Behaviour, FakeRealtimeServer, Turn
 from tests.fakes.twilio_server import FakeTwilio
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.app import RELAY, create_app
+from relay.app import create_app
 from relay.bundled import bundled_sample_call
 from relay.callfile import load_call_audio
 from relay.settings import Settings
 from relay.simulator import CallSpec, stream_call
+from relay.state import RELAY
 from tests.conftest import TIME_SCALE, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,10 +12,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.app import RELAY, create_app
+from relay.app import create_app
 from relay.callfile import CallFileError, load_call_audio
 from relay.settings import Settings
 from relay.simulator import CallSpec, stream_call
+from relay.state import RELAY
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,16 +1,19 @@
-"""The built wheel works on its own: installed into a fresh virtual environment and run from
-an empty folder with no settings, it serves and demos with its bundled files.
+"""The installed package works on its own: installed into a fresh virtual environment (as a
+built wheel, and by a plain `pip install <folder>`) and run from an empty folder with no
+settings, it serves and demos with its bundled files.
 
-The wheel is built offline (no build isolation) and installed without dependencies; the fresh
+The source is exactly what the Dockerfile's build stage copies, so a file the image would miss
+fails here too. Installs run offline (no build isolation) and without dependencies; the fresh
 environment sees this environment's third-party packages through a `.pth` line. A `.pth` line
 only adds a path (the checkout's editable-install hook there is not run), so `relay` itself can
-come only from the wheel, which the first test checks.
+come only from the fresh install, which the first test checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,28 +41,36 @@ class Installed:
         return {"PATH": f"{self.bin}:/usr/bin:/bin", "HOME": str(self.workdir), **extra}
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    base = tmp_path_factory.mktemp("packaging")
-    wheels = base / "wheels"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(wheels),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = wheels.glob("twilio_flex_assist_relay-*.whl")
+def _dockerfile_build_context(target: Path) -> Path:
+    """Copy what the Dockerfile's build stage copies (symlinks kept as links, like COPY)."""
+    target.mkdir(parents=True)
+    stage = (ROOT / "Dockerfile").read_text().split("\nFROM ", 2)[1]  # the first stage only
+    for line in stage.splitlines():
+        if line.startswith("COPY "):
+            *sources, _ = line.split()[1:]
+            for name in sources:
+                src = ROOT / name
+                if src.is_dir():
+                    shutil.copytree(src, target / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy2(src, target / name)
+    return target
+
+
+def _pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module", params=["wheel", "source"])
+def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    base = tmp_path_factory.mktemp(f"packaging-{request.param}")
+    context = _dockerfile_build_context(base / "context")
+    if request.param == "wheel":
+        wheels = base / "wheels"
+        _pip("wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(context))
+        (target,) = [str(p) for p in wheels.glob("twilio_flex_assist_relay-*.whl")]
+    else:
+        target = str(context)  # `pip install .` in the checkout
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     fresh_python = venv / "bin" / "python"
@@ -72,12 +83,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     (Path(purelib) / "_dependencies.pth").write_text(
         sysconfig.get_paths()["purelib"] + "\n" + sysconfig.get_paths()["platlib"] + "\n"
     )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(fresh_python), "install", "--quiet", "--no-deps", str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    _pip("--python", str(fresh_python), "install", "--quiet", "--no-deps", "--no-build-isolation", target)
     workdir = base / "empty"
     workdir.mkdir()
     yield Installed(venv / "bin", workdir)

@@ -20,15 +20,19 @@ CALL = "CA" + "e" * 32
 STREAM = f"FLEX_ASSIST_{CALL}"
 
 
-@pytest.fixture
-async def transport(fake_twilio: FakeTwilio) -> AsyncIterator[TwilioSyncTransport]:
+def sync_transport(fake_twilio: FakeTwilio, timeout_s: float = 5) -> TwilioSyncTransport:
     client = make_twilio_client(
         account_sid=fake_twilio.state.account_sid,
         auth_token=fake_twilio.state.auth_token,
         sync_base_url=fake_twilio.base_url,
-        timeout_s=5,
+        timeout_s=timeout_s,
     )
-    t = TwilioSyncTransport(client, fake_twilio.state.sync_service_sid)
+    return TwilioSyncTransport(client, fake_twilio.state.sync_service_sid)
+
+
+@pytest.fixture
+async def transport(fake_twilio: FakeTwilio) -> AsyncIterator[TwilioSyncTransport]:
+    t = sync_transport(fake_twilio)
     yield t
     await t.aclose()
 
@@ -264,13 +268,7 @@ async def test_overlapping_publishers_on_one_stream_never_repeat_a_seq(
 
 async def test_a_hung_twilio_times_out_at_the_configured_seconds(fake_twilio: FakeTwilio) -> None:
     # The SDK asks aiohttp for no timeout at all; the client bounds every call itself.
-    client = make_twilio_client(
-        account_sid=fake_twilio.state.account_sid,
-        auth_token=fake_twilio.state.auth_token,
-        sync_base_url=fake_twilio.base_url,
-        timeout_s=0.2,
-    )
-    transport = TwilioSyncTransport(client, fake_twilio.state.sync_service_sid)
+    transport = sync_transport(fake_twilio, timeout_s=0.2)
     try:
         await transport.create_stream("FLEX_ASSIST_CA1", ttl=60)
         fake_twilio.state.sync_delay_s = 2.0  # ten times the timeout
