@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from sync_publisher.backoff import backoff_delay
+
 # A session that dies younger than this counts as a failed attempt, so a server that
 # accepts and drops at once is not hammered.
 YOUNG_SESSION_S: Final = 5.0
@@ -265,6 +267,5 @@ class RolloverPolicy:
 
 
 def default_backoff(rules: ConnectRules, rng: random.Random) -> Callable[[int], float]:
-    from sync_publisher.backoff import backoff_delay
-
+    """The jittered exponential backoff every retry loop uses, drawn from `rng`."""
     return lambda attempt: backoff_delay(attempt, initial_s=rules.initial_delay_s, max_s=rules.max_delay_s, rng=rng)

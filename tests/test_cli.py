@@ -9,6 +9,8 @@ import socket
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from tests.conftest import TIME_SCALE, StartRelay, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,3 +150,38 @@ async def test_version() -> None:
 
     code, out, _ = await _relay_cli("--version")
     assert code == 0 and out.strip() == f"relay {version('twilio-flex-assist-relay')}"
+
+
+async def test_demo_hold_keeps_the_console_up_until_interrupted() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay.cli",
+        "demo",
+        "--fast",
+        "--hold",
+        "--port",
+        "0",
+        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    console = None
+    try:
+        async with asyncio.timeout(180 * TIME_SCALE):
+            async for raw in proc.stdout:
+                line = raw.decode()
+                if line.startswith("holding the relay open: "):
+                    console = line.split()[4]
+                    break
+        assert console is not None and console.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as session, session.get(console) as response:
+            assert response.status == 200  # still served after the call ended
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), timeout=30 * TIME_SCALE)
+        assert proc.returncode == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
