@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from relay.audio import PcmTranscoder  # noqa: E402
 from relay.callfile import load_call_audio  # noqa: E402
-from relay.knowledge import word_error_rate  # noqa: E402
+from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
 from relay.local_engine import EnergyVad, LocalConnector, SpeechEnded  # noqa: E402
 
 
@@ -60,7 +60,7 @@ async def main() -> None:
     transcoder = PcmTranscoder(16000)
     pcm = transcoder.process(ulaw) + transcoder.flush()
     utterances = [e.audio for e in EnergyVad().feed(pcm) if isinstance(e, SpeechEnded)]
-    engine = LocalConnector(ROOT / "prompts" / "knowledge")
+    engine = LocalConnector(KnowledgeBase.load(ROOT / "prompts" / "knowledge"))
     print(f"{len(utterances)} utterances found by the VAD, {len(turns)} turns in the script")
 
     started = time.process_time()

@@ -22,6 +22,9 @@ from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_cli
 
 from . import console, http_api, media_ws
 from .bundled import DataDirs
+from .errors import ConfigurationError
+from .knowledge import KnowledgeBase
+from .local_engine import LocalConnector
 from .local_hub import LocalHub
 from .metrics import monitor_loop_lag
 from .prompts import PromptLibrary
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay.app")
 
-__all__ = ["create_app", "drain", "publisher_config"]
+__all__ = ["create_app", "drain", "publisher_config", "reload_knowledge"]
 
 
 def publisher_config(settings: Settings) -> PublisherConfig:
@@ -65,7 +68,13 @@ def create_app(
         "prompts loaded",
         extra={"folder": str(dirs.prompts), "origin": dirs.prompts_origin, "prompts": list(prompts.names)},
     )
-    state = RelayState(settings=settings, prompts=prompts)
+    knowledge = KnowledgeBase.load(dirs.knowledge)
+    log.info(
+        "knowledge loaded",
+        extra={"folder": str(dirs.knowledge), "origin": dirs.knowledge_origin, "passages": len(knowledge.passages)},
+    )
+    state = RelayState(settings=settings, prompts=prompts, knowledge=knowledge)
+    state.stats.knowledge_passages = len(knowledge.passages)
     if settings.twilio_auth_token is not None:
         state.request_validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
 
@@ -118,18 +127,13 @@ async def _set_up_adapters(
     if connector is not None:
         state.connector = connector
     elif settings.effective_engine == "local":
-        from .local_engine import LocalConnector
-
         local = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: LocalConnector(dirs.knowledge, min_score=settings.local_min_score)
+            None, lambda: LocalConnector(state.knowledge, min_score=settings.local_min_score)
         )
         stack.push_async_callback(local.aclose)
         await local.recognizer.warm_up()
         state.connector = local
-        log.info(
-            "offline engine ready",
-            extra={"entries": len(local.kb.entries), "folder": str(dirs.knowledge), "origin": dirs.knowledge_origin},
-        )
+        log.info("offline engine ready", extra={"vocabulary": local.recognizer.vocabulary_size})
     elif settings.openai_api_key is not None:
         from .openai_realtime import OpenAIConnector
 
@@ -201,6 +205,26 @@ def _warn_about_open_doors(settings: Settings, state: RelayState) -> None:
         log.warning("media endpoint is unauthenticated: set TWILIO_AUTH_TOKEN and RELAY_PUBLIC_URL")
     if state.sync is None:
         log.warning("Twilio Sync is not configured: messages go to the in-process hub (console only)")
+
+
+async def reload_knowledge(state: RelayState) -> bool:
+    """Load the knowledge folder again (SIGHUP). A broken file is logged with its path and
+    line and the knowledge in force stays; a good load replaces it for new turns at once."""
+    folder = state.settings.data_dirs().knowledge
+    loop = asyncio.get_running_loop()
+    try:
+        knowledge = await loop.run_in_executor(None, KnowledgeBase.load, folder)
+        if isinstance(state.connector, LocalConnector):
+            await state.connector.use_knowledge(knowledge)
+    except ConfigurationError as exc:
+        state.stats.knowledge_reloads["error"] += 1
+        log.error("knowledge reload failed; the previous knowledge stays", extra={"error": str(exc)})
+        return False
+    state.knowledge = knowledge
+    state.stats.knowledge_reloads["ok"] += 1
+    state.stats.knowledge_passages = len(knowledge.passages)
+    log.info("knowledge reloaded", extra={"folder": str(folder), "passages": len(knowledge.passages)})
+    return True
 
 
 async def drain(state: RelayState, deadline_s: float) -> None:

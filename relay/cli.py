@@ -64,7 +64,7 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def serve(settings: Settings) -> int:
-    from .app import create_app, drain
+    from .app import create_app, drain, reload_knowledge
     from .state import RELAY
 
     app = create_app(settings)
@@ -98,6 +98,8 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    # SIGHUP: reload the knowledge folder (the previous knowledge stays if the new one is broken).
+    loop.add_signal_handler(signal.SIGHUP, lambda: state.spawn(reload_knowledge(state), name="knowledge-reload"))
     # Only now: a SIGTERM sent as soon as this line appears drains instead of killing.
     port = runner.addresses[0][1] if runner.addresses else settings.port
     log.info("relay listening", extra={"host": settings.host, "port": port, "version": _version()})

@@ -1,8 +1,10 @@
-"""Pure: the offline engine's knowledge base, BM25 retrieval and n-gram language model.
+"""Pure: the knowledge base (passages with stable ids), BM25 retrieval and the offline
+engine's n-gram language model.
 
-Knowledge files (`prompts/knowledge/*.md`) hold entries of one or more `Q:` lines (ways a
-customer asks) followed by one `A:` line (what the agent can say). `_*.txt` files hold
-everyday phrases that only feed the language model.
+Knowledge files (`prompts/knowledge/**/*.md`) are either Q&A files, entries of one or more
+`Q:` lines (ways a customer asks) followed by one `A:` line (what the agent can say), or
+Markdown articles whose heading sections become passages (optional YAML front matter with
+`title` and `tags`). `_*.txt` files hold everyday phrases that only feed the language model.
 
 Retrieval is BM25 over the questions, in numpy, with a score threshold so small talk gets
 no suggestion. The language model is a Katz-style backoff trigram built from the questions
@@ -78,60 +80,207 @@ def terms(text: str) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    questions: tuple[str, ...]
-    answer: str
-    source: str
+class Passage:
+    """One retrievable piece of knowledge, with an id that stays the same across reloads
+    while its file and heading do (`orders.md#where-is-my-order`)."""
+
+    id: str
+    title: str
+    text: str  # what the agent can say or read
+    source: str  # file path relative to the knowledge folder
+    line: int  # where it starts in that file
+    questions: tuple[str, ...] = ()  # Q&A files: the ways a customer asks
+    tags: tuple[str, ...] = ()
+
+    @property
+    def answer(self) -> str:
+        return self.text
+
+    def phrasings(self) -> tuple[str, ...]:
+        """What a spoken question is matched against: its questions, else its title."""
+        return self.questions or (self.title,)
 
 
 class KnowledgeError(ConfigurationError):
     pass
 
 
-def parse_entries(text: str, source: str) -> list[Entry]:
-    entries: list[Entry] = []
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_files: int = 1000
+    max_total_bytes: int = 10 * 1024 * 1024
+    max_passage_chars: int = 2000  # longer sections are split on paragraphs
+
+
+_SLUG_RE: Final = re.compile(r"[^a-z0-9]+")
+_HEADING_RE: Final = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_QA_RE: Final = re.compile(r"^\s*[QqAa]:")
+
+
+def slug(text: str) -> str:
+    return _SLUG_RE.sub("-", text.lower()).strip("-")[:80] or "section"
+
+
+def _unique(ids: set[str], wanted: str) -> str:
+    candidate, n = wanted, 1
+    while candidate in ids:
+        n += 1
+        candidate = f"{wanted}-{n}"
+    ids.add(candidate)
+    return candidate
+
+
+def parse_entries(text: str, source: str) -> list[Passage]:
+    """A Q&A file: one or more `Q:` lines (ways a customer asks), then one `A:` line."""
+    passages: list[Passage] = []
+    ids: set[str] = set()
     questions: list[str] = []
+    start = 0
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line[:2].upper() == "Q:":
+            if not questions:
+                start = number
             questions.append(line[2:].strip())
         elif line[:2].upper() == "A:":
             if not questions:
                 raise KnowledgeError(f"{source}:{number}: an answer without a question")
-            entries.append(Entry(tuple(questions), line[2:].strip(), source))
+            pid = _unique(ids, f"{source}#{slug(questions[0])}")
+            passages.append(Passage(pid, questions[0], line[2:].strip(), source, start, tuple(questions)))
             questions = []
         else:
             raise KnowledgeError(f"{source}:{number}: lines must start with Q: or A:")
     if questions:
-        raise KnowledgeError(f"{source}: questions without an answer at the end")
-    return entries
+        raise KnowledgeError(f"{source}:{start}: questions without an answer at the end")
+    return passages
+
+
+def _front_matter(text: str, source: str) -> tuple[dict[str, object], str, int]:
+    """(front matter, the rest, the rest's first line number)."""
+    if not text.startswith("---\n"):
+        return {}, text, 1
+    end = text.find("\n---", 4)
+    if end < 0:
+        raise KnowledgeError(f"{source}:1: front matter is not closed with ---")
+    import yaml
+
+    try:
+        data = yaml.safe_load(text[4:end]) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = 2 + mark.line if mark is not None else 1
+        raise KnowledgeError(f"{source}:{line}: front matter is not valid YAML") from exc
+    if not isinstance(data, dict):
+        raise KnowledgeError(f"{source}:2: front matter must be a mapping (title:, tags:)")
+    rest_start = text.find("\n", end + 4)
+    rest = text[rest_start + 1 :] if rest_start >= 0 else ""
+    return data, rest, text[: rest_start + 1].count("\n") + 1 if rest_start >= 0 else 1
+
+
+def _tags(value: object, source: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(t.strip() for t in value.split(",") if t.strip())
+    if isinstance(value, list) and all(isinstance(t, str | int) for t in value):
+        return tuple(str(t) for t in value)
+    raise KnowledgeError(f"{source}:2: tags must be a list or a comma-separated string")
+
+
+def parse_article(text: str, source: str, limits: Limits = Limits()) -> list[Passage]:
+    """A Markdown article: each heading's section is a passage (long ones split on
+    paragraphs); text before the first heading belongs to the document's title."""
+    meta, body, first_line = _front_matter(text, source)
+    title = meta.get("title")
+    if title is not None and not isinstance(title, str):
+        raise KnowledgeError(f"{source}:2: title must be text")
+    tags = _tags(meta.get("tags"), source)
+    doc_title = title or Path(source).stem.replace("-", " ").replace("_", " ")
+    sections: list[tuple[str, int, list[str]]] = [(doc_title, first_line, [])]
+    for offset, raw in enumerate(body.splitlines()):
+        found = _HEADING_RE.match(raw)
+        if found:
+            sections.append((found.group(2).strip(), first_line + offset, []))
+        else:
+            sections[-1][2].append(raw)
+    passages: list[Passage] = []
+    ids: set[str] = set()
+    for heading, line, lines in sections:
+        paragraphs = [p.strip() for p in "\n".join(lines).split("\n\n") if p.strip()]
+        for part in _split(paragraphs, limits.max_passage_chars, source, line):
+            pid = _unique(ids, f"{source}#{slug(heading)}")
+            passages.append(Passage(pid, heading, part, source, line, (), tags))
+    return passages
+
+
+def _split(paragraphs: list[str], limit: int, source: str, line: int) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for paragraph in paragraphs:
+        if len(paragraph) > limit:
+            raise KnowledgeError(
+                f"{source}:{line}: a paragraph of {len(paragraph)} characters is over the "
+                f"{limit}-character passage limit; split it"
+            )
+        if current and len(current) + 2 + len(paragraph) > limit:
+            parts.append(current)
+            current = paragraph
+        else:
+            current = f"{current}\n\n{paragraph}" if current else paragraph
+    if current:
+        parts.append(current)
+    return parts
+
+
+def parse_knowledge_file(text: str, source: str, limits: Limits = Limits()) -> list[Passage]:
+    """Q&A format when the file has `Q:`/`A:` lines, else a Markdown article."""
+    if any(_QA_RE.match(line) for line in text.splitlines()):
+        return parse_entries(text, source)
+    return parse_article(text, source, limits)
 
 
 @dataclass(frozen=True, slots=True)
 class KnowledgeBase:
-    entries: tuple[Entry, ...]
-    phrases: tuple[str, ...]  # everyday phrases: language model only
+    passages: tuple[Passage, ...]
+    phrases: tuple[str, ...]  # everyday phrases: the offline language model only
+
+    @property
+    def entries(self) -> tuple[Passage, ...]:
+        return self.passages
 
     @classmethod
-    def load(cls, directory: Path) -> KnowledgeBase:
+    def load(cls, directory: Path, limits: Limits = Limits()) -> KnowledgeBase:
+        """Every `*.md` under the folder (files starting with `_` excepted) and the
+        everyday phrases in `_*.txt`. Refuses, naming the file and line, anything broken."""
         if not directory.is_dir():
             raise KnowledgeError(f"knowledge folder {directory} does not exist")
-        entries: list[Entry] = []
+        files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in (".md", ".txt"))
+        if len(files) > limits.max_files:
+            raise KnowledgeError(f"{directory}: {len(files)} files, over the limit of {limits.max_files}")
+        total = sum(p.stat().st_size for p in files)
+        if total > limits.max_total_bytes:
+            raise KnowledgeError(f"{directory}: {total} bytes of knowledge, over the limit of {limits.max_total_bytes}")
+        passages: list[Passage] = []
         phrases: list[str] = []
-        for path in sorted(directory.iterdir()):
+        for path in files:
+            source = path.relative_to(directory).as_posix()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise KnowledgeError(f"{source}: not UTF-8 text") from exc
             if path.suffix == ".md" and not path.name.startswith("_"):
-                entries.extend(parse_entries(path.read_text(encoding="utf-8"), path.name))
+                passages.extend(parse_knowledge_file(text, source, limits))
             elif path.suffix == ".txt" and path.name.startswith("_"):
-                lines = path.read_text(encoding="utf-8").splitlines()
-                phrases.extend(x.strip() for x in lines if x.strip() and not x.startswith("#"))
-        if not entries:
-            raise KnowledgeError(f"no knowledge entries in {directory}")
-        return cls(tuple(entries), tuple(phrases))
+                phrases.extend(x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#"))
+        if not passages:
+            raise KnowledgeError(f"no knowledge passages in {directory}")
+        return cls(tuple(passages), tuple(phrases))
 
     def sentences(self) -> list[str]:
-        return [q for e in self.entries for q in e.questions] + list(self.phrases)
+        """Language-model text: every phrasing, then the everyday phrases."""
+        return [q for p in self.passages for q in p.phrasings()] + list(self.phrases)
 
 
 # ---------------------------------------------------------------------------- retrieval
@@ -139,7 +288,7 @@ class KnowledgeBase:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    entry: Entry
+    passage: Passage
     question: str
     score: float  # BM25 × coverage
     bm25: float
@@ -156,7 +305,7 @@ class BM25:
 
     def __init__(self, kb: KnowledgeBase, k1: float = 1.2, b: float = 0.75) -> None:
         self._kb = kb
-        self._docs: list[tuple[int, str]] = [(i, q) for i, e in enumerate(kb.entries) for q in e.questions]
+        self._docs: list[tuple[int, str]] = [(i, q) for i, e in enumerate(kb.passages) for q in e.phrasings()]
         tokenised = [terms(q) for _, q in self._docs]
         self._doc_terms = [set(doc) for doc in tokenised]
         vocabulary = sorted({t for doc in tokenised for t in doc})
@@ -184,7 +333,7 @@ class BM25:
         best = int(np.argmax(combined))
         entry_index, question = self._docs[best]
         return Match(
-            self._kb.entries[entry_index], question, float(combined[best]), float(bm25[best]), float(coverage[best])
+            self._kb.passages[entry_index], question, float(combined[best]), float(bm25[best]), float(coverage[best])
         )
 
 

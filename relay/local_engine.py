@@ -176,6 +176,7 @@ class Recognizer:
         self._dict = Path(self._dir.name) / "domain.dict"
         lines = [p for w in sorted(vocabulary) if w in pronunciations for p in pronunciations[w]]
         self._dict.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.vocabulary_words = frozenset(vocabulary)
         self.vocabulary_size = len(vocabulary)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._decoder: Any = None
@@ -208,17 +209,32 @@ class Recognizer:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._dir.cleanup()
 
+    async def close_when_idle(self) -> None:
+        """Close after the transcriptions already queued on this recognizer are done."""
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        self._dir.cleanup()
+
 
 # ---------------------------------------------------------------------------- the seam
 
 
 class LocalConnector:
-    def __init__(self, knowledge_dir: Path, *, min_score: float = 1.2) -> None:
-        self.kb = KnowledgeBase.load(knowledge_dir)
-        self.retriever = BM25(self.kb)
-        self.recognizer = Recognizer(self.kb)
+    def __init__(self, kb: KnowledgeBase, *, min_score: float = 1.2) -> None:
+        self.kb = kb
+        self.retriever = BM25(kb)
+        self.recognizer = Recognizer(kb)
         self.min_score = min_score
         self._ids = itertools.count(1)
+
+    async def use_knowledge(self, kb: KnowledgeBase) -> None:
+        """Swap in a reloaded knowledge base: a new language model and index, built off the
+        event loop. Turns already being transcribed finish on the old recognizer."""
+        loop = asyncio.get_running_loop()
+        recognizer = await loop.run_in_executor(None, Recognizer, kb)
+        await recognizer.warm_up()
+        old = self.recognizer
+        self.kb, self.retriever, self.recognizer = kb, BM25(kb), recognizer
+        await old.close_when_idle()
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}_local_{next(self._ids):06d}"
@@ -270,7 +286,7 @@ class LocalSession:
         self._queue.put_nowait(ResponseStarted(response))
         match = engine.retriever.search(text)
         if match is not None and match.score >= engine.min_score:
-            body = {"question": match.question, "answer": match.entry.answer, "score": round(match.score, 2)}
+            body = {"question": match.question, "answer": match.passage.text, "score": round(match.score, 2)}
         else:
             body = {}
         self._queue.put_nowait(ResponseTextDone(response, engine.next_id("item"), orjson.dumps(body).decode()))

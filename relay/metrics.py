@@ -60,6 +60,8 @@ class RelayStats:
     stream_callbacks: Counter[str] = field(default_factory=Counter)
     flex_auth: Counter[str] = field(default_factory=Counter)
     streams_replaced: int = 0
+    knowledge_reloads: Counter[str] = field(default_factory=Counter)  # by outcome: ok, error
+    knowledge_passages: int = 0
 
 
 # The lag monitor samples every 20 ms: 500 samples are the last 10 s, enough for a p99
@@ -123,6 +125,10 @@ class RelayCollector(Collector):
         yield _labelled("relay_media_events", "Non-audio Media Streams events, by name", "event", stats.media_events)
         yield _labelled("relay_stream_callbacks", "Stream status callbacks, by event", "event", stats.stream_callbacks)
         yield _labelled("relay_flex_auth", "Flex token checks, by outcome", "outcome", stats.flex_auth)
+        yield _labelled(
+            "relay_knowledge_reloads", "Knowledge reloads, by outcome", "outcome", stats.knowledge_reloads
+        )
+        yield _gauge("relay_knowledge_passages", "Knowledge passages in force", stats.knowledge_passages)
         yield _counter(
             "relay_streams_replaced",
             "Streams replaced by a newer stream for the same call",

@@ -17,6 +17,7 @@ from twilio.request_validator import RequestValidator
 from sync_publisher import Channel, SyncPublisher
 
 from .bridge import CallBridge
+from .knowledge import KnowledgeBase
 from .local_hub import LocalHub
 from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, Metrics, RelayCollector, RelayStats
 from .prompts import PromptLibrary
@@ -50,6 +51,7 @@ class CallHandle:
 class RelayState:
     settings: Settings
     prompts: PromptLibrary
+    knowledge: KnowledgeBase  # replaced as a whole by app.reload_knowledge()
     stats: RelayStats = field(default_factory=RelayStats)
     loop_lag: RecentSamples = field(default_factory=lambda: RecentSamples(LAG_WINDOW))
     send_delay: RecentSamples = field(default_factory=lambda: RecentSamples(SEND_DELAY_WINDOW))

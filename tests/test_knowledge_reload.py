@@ -1,0 +1,108 @@
+"""Knowledge reloads without a restart (SIGHUP): a good folder replaces what is in force, a
+broken one is refused with its path and line while the previous knowledge stays, and the
+metrics count both."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from relay.app import reload_knowledge
+from relay.knowledge import KnowledgeBase
+from relay.local_engine import LocalConnector
+from tests.conftest import TIME_SCALE, StartRelay
+from tests.fakes.tooling import scrape_metrics
+
+FAQ = "Q: Where is my order?\nA: Check the tracking link.\n"
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "faq.md").write_text(FAQ)
+    return folder
+
+
+async def test_a_reload_replaces_the_knowledge_and_a_broken_one_keeps_it(
+    start_relay: StartRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = _folder(tmp_path)
+    relay = await start_relay(knowledge_dir=folder)
+    state = relay.state
+    assert [p.id for p in state.knowledge.passages] == ["faq.md#where-is-my-order"]
+
+    (folder / "returns.md").write_text("# Returning an item\n\nThirty days, unused.\n")
+    assert await reload_knowledge(state)
+    assert {p.id for p in state.knowledge.passages} == {"faq.md#where-is-my-order", "returns.md#returning-an-item"}
+
+    (folder / "broken.md").write_text("Q: dangling question?\n")
+    in_force = state.knowledge
+    assert not await reload_knowledge(state)
+    assert state.knowledge is in_force  # the previous knowledge stays
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("knowledge reload failed")]
+    assert "broken.md:1: questions without an answer" in record.error  # type: ignore[attr-defined]
+
+    async with aiohttp.ClientSession() as session:
+        metrics = await scrape_metrics(session, relay.http_url("/metrics"))
+    assert metrics['relay_knowledge_reloads_total{outcome="ok"}'] == 1
+    assert metrics['relay_knowledge_reloads_total{outcome="error"}'] == 1
+    assert metrics["relay_knowledge_passages"] == 2
+
+
+async def test_the_offline_engine_answers_from_reloaded_knowledge(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    engine = await asyncio.get_running_loop().run_in_executor(None, LocalConnector, KnowledgeBase.load(folder))
+    try:
+        assert engine.retriever.search("how do i return an item") is None
+        (folder / "returns.md").write_text("# How do I return an item?\n\nThirty days, unused.\n")
+        await engine.use_knowledge(KnowledgeBase.load(folder))
+        match = engine.retriever.search("how do i return an item")
+        assert match is not None and match.passage.id == "returns.md#how-do-i-return-an-item"
+        assert "return" in engine.recognizer.vocabulary_words
+    finally:
+        await engine.aclose()
+
+
+async def test_sighup_reloads_a_running_relay(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "RELAY_HOST": "127.0.0.1",
+        "RELAY_PORT": "0",
+        "RELAY_ENGINE": "openai",  # no engine start-up cost; the knowledge still loads
+        "OPENAI_API_KEY": "sk-test-unused",
+        "RELAY_KNOWLEDGE_DIR": str(folder),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relay.cli", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+
+    async def line_with(text: str) -> str:
+        async with asyncio.timeout(60 * TIME_SCALE):
+            async for raw in proc.stderr:  # type: ignore[union-attr]
+                if text in raw.decode():
+                    return raw.decode()
+        raise AssertionError(f"the relay never logged {text!r}")
+
+    try:
+        await line_with("relay listening")
+        (folder / "returns.md").write_text("# Returning an item\n\nThirty days.\n")
+        proc.send_signal(signal.SIGHUP)
+        assert '"passages":2' in await line_with("knowledge reloaded")
+        (folder / "broken.md").write_text("A: an answer without a question\n")
+        proc.send_signal(signal.SIGHUP)
+        assert "broken.md:1: an answer without a question" in await line_with("knowledge reload failed")
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=30 * TIME_SCALE)
+        assert proc.returncode == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
