@@ -3,7 +3,7 @@
     .venv/bin/python bench/offline_accuracy.py [--file samples/sample_call.wav]
 
 Runs the relay's own path: WAV → 8 kHz μ-law → 16 kHz (audio core) → energy VAD →
-PocketSphinx → BM25 × coverage. Prints word error rate against the script, with the
+PocketSphinx → character n-gram TF-IDF retrieval. Prints word error rate against the script, with the
 in-domain language model and with PocketSphinx's general English model, and the retrieval
 hit rate against the answers the script expects.
 """
@@ -74,8 +74,8 @@ async def main() -> None:
         e_d, n = word_error_rate(reference, hyp_d)
         e_g, _ = word_error_rate(reference, hyp_g)
         errors_d, errors_g, total = errors_d + e_d, errors_g + e_g, total + n
-        match = engine.retriever.search(hyp_d)
-        answered = match.question if match is not None and match.score >= engine.min_score else None
+        found = engine.retriever.search(hyp_d, k=1, min_score=engine.min_score)
+        answered = found[0].passage.title if found else None
         if target is not None:
             expected_hits += 1
             hits += answered == target

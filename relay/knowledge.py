@@ -1,14 +1,13 @@
-"""Pure: the knowledge base (passages with stable ids), BM25 retrieval and the offline
-engine's n-gram language model.
+"""Pure: the knowledge base (passages with stable ids) and the offline engine's n-gram
+language model. Retrieval over the passages: relay/retrieval.py.
 
 Knowledge files (`prompts/knowledge/**/*.md`) are either Q&A files, entries of one or more
 `Q:` lines (ways a customer asks) followed by one `A:` line (what the agent can say), or
 Markdown articles whose heading sections become passages (optional YAML front matter with
 `title` and `tags`). `_*.txt` files hold everyday phrases that only feed the language model.
 
-Retrieval is BM25 over the questions, in numpy, with a score threshold so small talk gets
-no suggestion. The language model is a Katz-style backoff trigram built from the questions
-plus the everyday phrases, written as ARPA text for the recognizer: a general English model
+The language model is a Katz-style backoff trigram built from the passages' phrasings plus
+the everyday phrases, written as ARPA text for the recognizer: a general English model
 garbles 8 kHz phone speech, an in-domain one recovers most words of in-domain questions.
 """
 
@@ -22,8 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-
-import numpy as np
 
 from .errors import ConfigurationError
 
@@ -281,60 +278,6 @@ class KnowledgeBase:
     def sentences(self) -> list[str]:
         """Language-model text: every phrasing, then the everyday phrases."""
         return [q for p in self.passages for q in p.phrasings()] + list(self.phrases)
-
-
-# ---------------------------------------------------------------------------- retrieval
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    passage: Passage
-    question: str
-    score: float  # BM25 × coverage
-    bm25: float
-    coverage: float  # share of the matched question's terms the utterance contains
-
-
-class BM25:
-    """Okapi BM25 over every question variant, weighted by coverage.
-
-    Raw BM25 rewards any rare word in common (a greeting's "get" matches "when will I get
-    my money back"); multiplying by the share of the question's own terms that the
-    utterance contains separates real matches from chance overlaps.
-    """
-
-    def __init__(self, kb: KnowledgeBase, k1: float = 1.2, b: float = 0.75) -> None:
-        self._kb = kb
-        self._docs: list[tuple[int, str]] = [(i, q) for i, e in enumerate(kb.passages) for q in e.phrasings()]
-        tokenised = [terms(q) for _, q in self._docs]
-        self._doc_terms = [set(doc) for doc in tokenised]
-        vocabulary = sorted({t for doc in tokenised for t in doc})
-        self._index = {t: j for j, t in enumerate(vocabulary)}
-        tf = np.zeros((len(tokenised), len(vocabulary)))
-        for i, doc in enumerate(tokenised):
-            for t, n in Counter(doc).items():
-                tf[i, self._index[t]] = n
-        lengths = tf.sum(axis=1)
-        average = max(lengths.mean(), 1e-9)
-        df = (tf > 0).sum(axis=0)
-        n_docs = len(tokenised)
-        self._idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-        norm = k1 * (1 - b + b * lengths / average)
-        self._weights = tf * (k1 + 1) / (tf + norm[:, None])  # per doc, per term
-
-    def search(self, query: str) -> Match | None:
-        query_terms = set(terms(query))
-        columns = [self._index[t] for t in query_terms if t in self._index]
-        if not columns:
-            return None
-        bm25 = (self._weights[:, columns] * self._idf[columns]).sum(axis=1)
-        coverage = np.array([len(doc & query_terms) / max(1, len(doc)) for doc in self._doc_terms])
-        combined = bm25 * coverage
-        best = int(np.argmax(combined))
-        entry_index, question = self._docs[best]
-        return Match(
-            self._kb.passages[entry_index], question, float(combined[best]), float(bm25[best]), float(coverage[best])
-        )
 
 
 # ---------------------------------------------------------------------------- language model

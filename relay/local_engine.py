@@ -2,7 +2,7 @@
 
 Turn detection with an energy VAD, recognition with PocketSphinx (its en-us acoustic model
 ships in the PyPI package) using a trigram language model built at startup from the
-knowledge base, and an answer retrieved with BM25 from `prompts/knowledge/`. It emits the
+knowledge base, and a passage picked by the relay's retrieval (relay/retrieval.py). It emits the
 same `ModelEvent`s as the Realtime adapter, so the bridge, publisher and metrics run
 unchanged. It is a real recognizer and real retrieval, measured by
 `bench/offline_accuracy.py`; it is meant for evaluation and demos, not for call volume
@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from .knowledge import BM25, KnowledgeBase, build_arpa
+from .knowledge import KnowledgeBase, build_arpa
 from .model_events import (
     ModelEvent,
     ResponseDone,
@@ -37,6 +37,7 @@ from .model_events import (
     TranscriptCompleted,
 )
 from .realtime import RealtimeConnectError, RealtimeSession, SessionClosedError, SessionConfig
+from .retrieval import DEFAULT_MIN_SCORE, Retriever
 
 log = logging.getLogger("relay.local_engine")
 
@@ -219,9 +220,9 @@ class Recognizer:
 
 
 class LocalConnector:
-    def __init__(self, kb: KnowledgeBase, *, min_score: float = 1.2) -> None:
+    def __init__(self, kb: KnowledgeBase, *, min_score: float = DEFAULT_MIN_SCORE) -> None:
         self.kb = kb
-        self.retriever = BM25(kb)
+        self.retriever = Retriever(kb)
         self.recognizer = Recognizer(kb)
         self.min_score = min_score
         self._ids = itertools.count(1)
@@ -233,7 +234,8 @@ class LocalConnector:
         recognizer = await loop.run_in_executor(None, Recognizer, kb)
         await recognizer.warm_up()
         old = self.recognizer
-        self.kb, self.retriever, self.recognizer = kb, BM25(kb), recognizer
+        retriever = await loop.run_in_executor(None, Retriever, kb)
+        self.kb, self.retriever, self.recognizer = kb, retriever, recognizer
         await old.close_when_idle()
 
     def next_id(self, prefix: str) -> str:
@@ -284,9 +286,10 @@ class LocalSession:
             return
         response = engine.next_id("resp")
         self._queue.put_nowait(ResponseStarted(response))
-        match = engine.retriever.search(text)
-        if match is not None and match.score >= engine.min_score:
-            body = {"question": match.question, "answer": match.passage.text, "score": round(match.score, 2)}
+        hits = engine.retriever.search(text, k=1, min_score=engine.min_score)
+        if hits:
+            passage = hits[0].passage
+            body = {"question": passage.title, "answer": passage.text, "score": round(hits[0].score, 3)}
         else:
             body = {}
         self._queue.put_nowait(ResponseTextDone(response, engine.next_id("item"), orjson.dumps(body).decode()))

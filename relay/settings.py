@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     engine: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("RELAY_ENGINE"))
     # Unset: the prompts folder's `knowledge/`, else the bundled knowledge base (relay/bundled.py).
     knowledge_dir: Path | None = Field(None, validation_alias=_env("RELAY_KNOWLEDGE_DIR"))
-    local_min_score: float = Field(1.2, ge=0, validation_alias=_env("RELAY_LOCAL_MIN_SCORE"))
+    # Cosine similarity (0–1) of the best passage; measured default (relay/retrieval.py).
+    local_min_score: float = Field(0.225, ge=0, le=1, validation_alias=_env("RELAY_LOCAL_MIN_SCORE"))
 
     # --- Prompts
     # Unset: `./prompts` when the working folder has one, else the bundled defaults.

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from relay.knowledge import (
-    BM25,
     KnowledgeBase,
     KnowledgeError,
     Limits,
@@ -34,34 +33,6 @@ def test_entries_parse_with_several_phrasings() -> None:
 def test_malformed_knowledge_is_refused_with_the_line(text: str) -> None:
     with pytest.raises(KnowledgeError, match=r"x\.md"):
         parse_entries(text, "x.md")
-
-
-@pytest.fixture(scope="module")
-def retriever() -> BM25:
-    return BM25(KnowledgeBase.load(KNOWLEDGE))
-
-
-@pytest.mark.parametrize(
-    ("utterance", "question"),
-    [
-        ("i ordered a jacket last week where is my order", "Where is my order?"),
-        ("can i change my delivery address", "Can I change my delivery address?"),
-        ("and how long bill refund take", "How long does a refund take?"),  # recognizer slips survive
-        ("also how do i get my password", "How do I reset my password?"),
-        ("the thing i received is broken", "The item I received is broken."),
-    ],
-)
-def test_questions_find_their_answer_above_the_threshold(retriever: BM25, utterance: str, question: str) -> None:
-    match = retriever.search(utterance)
-    assert match is not None and match.question == question and match.score >= 1.2
-
-
-@pytest.mark.parametrize(
-    "small_talk", ["hi and get for taking my call", "thank you that is all", "can you hear me", "hello good morning"]
-)
-def test_small_talk_stays_below_the_threshold(retriever: BM25, small_talk: str) -> None:
-    match = retriever.search(small_talk)
-    assert match is None or match.score < 1.2
 
 
 def test_the_language_model_is_a_proper_distribution() -> None:
@@ -225,10 +196,3 @@ def test_a_folder_loads_recursively_with_limits(tmp_path: Path) -> None:
     (tmp_path / "bad.md").write_bytes(b"\xff\xfe")
     with pytest.raises(KnowledgeError, match=r"bad\.md: not UTF-8"):
         KnowledgeBase.load(tmp_path)
-
-
-def test_retrieval_finds_an_article_section_by_its_heading(tmp_path: Path) -> None:
-    (tmp_path / "returns.md").write_text(ARTICLE)
-    (tmp_path / "faq.md").write_text("Q: Where is my order?\nA: Check tracking.\n")
-    match = BM25(KnowledgeBase.load(tmp_path)).search("how do i go about returning an item")
-    assert match is not None and match.passage.id == "returns.md#returning-an-item"
