@@ -25,6 +25,7 @@ from typing import Any
 from sync_publisher import Channel, StreamReport, messages
 
 from .audio import Transcoder, make_transcoder
+from .knowledge import KnowledgeBase
 from .model_events import (
     ModelError,
     ModelEvent,
@@ -109,11 +110,13 @@ class CallBridge:
         config: BridgeConfig,
         prompt_name: str,
         agent_session_config: SessionConfig | None = None,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self.call_sid = start.call_sid
         self.stream_sid = start.stream_sid
         self.tracks = start.tracks
         self.prompt_name = prompt_name
+        self._knowledge = knowledge
         self._config = config
         self._channel = channel
         self._started_at = time.monotonic()
@@ -229,9 +232,23 @@ class CallBridge:
         self._recent.append(f"Suggested answer: {parsed.answer}")
         if self._last_speech_stopped is not None:
             self.suggestion_latencies.append(time.monotonic() - self._last_speech_stopped)
-        self._channel.publish(messages.suggestion(question, parsed.answer, event.response_id or event.item_id))
+        sources = self._resolve_sources(parsed.sources)
+        suggestion_id = event.response_id or event.item_id
+        self._channel.publish(messages.suggestion(question, parsed.answer, suggestion_id, sources=sources))
         if self._config.log_transcripts:
             log.info("suggestion", extra={"question": question, "answer": parsed.answer})
+
+    def _resolve_sources(self, ids: tuple[str, ...]) -> list[dict[str, str]]:
+        """Passage ids the answer names → `{"id", "title"}` from the knowledge in force when
+        the call started; an id the knowledge does not hold (made up) is dropped and counted."""
+        resolved = []
+        for pid in ids:
+            passage = self._knowledge.by_id.get(pid) if self._knowledge is not None else None
+            if passage is None:
+                self.events["sources_unknown"] += 1
+                continue
+            resolved.append({"id": pid, "title": passage.title[:120]})
+        return resolved
 
     def publish(self, item: messages.Outgoing) -> None:
         """Publish an out-of-band message (e.g. a stream status) on this call's channel."""
@@ -341,6 +358,7 @@ def build_bridge(
     connector: RealtimeConnector,
     channel: Channel,
     send_delays: RecentSamples | None,
+    knowledge: KnowledgeBase | None = None,
 ) -> CallBridge:
     """A call's bridge as the settings describe it: prompt (the stream's `prompt` parameter
     may pick one), audio format, buffer and reconnect policy, agent transcription."""
@@ -383,4 +401,5 @@ def build_bridge(
         channel=channel,
         config=config,
         prompt_name=selection.name,
+        knowledge=knowledge,
     )

@@ -17,9 +17,10 @@ import itertools
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 from .errors import ConfigurationError
@@ -242,6 +243,10 @@ def parse_knowledge_file(text: str, source: str, limits: Limits = Limits()) -> l
 class KnowledgeBase:
     passages: tuple[Passage, ...]
     phrases: tuple[str, ...]  # everyday phrases: the offline language model only
+    by_id: Mapping[str, Passage] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", MappingProxyType({p.id: p for p in self.passages}))
 
     @property
     def entries(self) -> tuple[Passage, ...]:

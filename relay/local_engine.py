@@ -289,7 +289,12 @@ class LocalSession:
         hits = engine.retriever.search(text, k=1, min_score=engine.min_score)
         if hits:
             passage = hits[0].passage
-            body = {"question": passage.title, "answer": passage.text, "score": round(hits[0].score, 3)}
+            body = {
+                "question": passage.title,
+                "answer": passage.text,
+                "sources": [passage.id],
+                "score": round(hits[0].score, 3),
+            }
         else:
             body = {}
         self._queue.put_nowait(ResponseTextDone(response, engine.next_id("item"), orjson.dumps(body).decode()))

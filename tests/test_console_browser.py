@@ -108,6 +108,8 @@ async def test_console_shows_transcripts_and_suggestion_cards_live(offline_relay
         assert cards == sum(m["type"] == "suggestion" for m in published) >= 3
         assert lines == sum(m["type"] == "transcript" and m["final"] for m in published)
         assert "Where is my order?" in text and "reset link" in text
+        sources = await asyncio.to_thread(_count, driver, ".suggestion .src:not(:empty)")
+        assert sources == cards and "Source: Where is my order?" in text  # each card names its passage
         assert spec.call_sid in text
     finally:
         await asyncio.to_thread(driver.quit)

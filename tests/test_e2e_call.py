@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -174,3 +175,25 @@ async def test_a_later_stream_for_the_same_call_continues_the_seq(
     assert seqs == list(range(1, len(seqs) + 1))
     states = [m["state"] for m in fake_twilio.messages_for(f"FLEX_ASSIST_{first.call_sid}") if m["type"] == "status"]
     assert states == ["started", "ended", "started", "ended"]
+
+
+async def test_a_suggestions_sources_are_resolved_against_the_knowledge(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, tmp_path: Path
+) -> None:
+    (tmp_path / "refunds.md").write_text("# Refund timing\n\nRefunds take five to seven business days.\n")
+    answer = {
+        "question": "How long does a refund take?",
+        "answer": "Five to seven business days.",
+        "sources": ["refunds.md#refund-timing", "made-up.md#nowhere"],
+    }
+    fake_realtime.behaviour.turns = [Turn(transcript="how long does a refund take", answer=json.dumps(answer))]
+    fake_realtime.behaviour.turn_every_bytes = 48_000
+    relay = await start_relay(knowledge_dir=tmp_path)
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(1.5)}, pace=0)
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await wait_until(lambda: relay.state.idle)
+    (suggestion,) = [m for m in fake_twilio.messages_for(f"FLEX_ASSIST_{spec.call_sid}") if m["type"] == "suggestion"]
+    # Only what the knowledge holds reaches the agent; the made-up id is dropped and counted.
+    assert suggestion["sources"] == [{"id": "refunds.md#refund-timing", "title": "Refund timing"}]
+    assert json.loads(suggestion["transcript"]) == {"question": answer["question"], "answer": answer["answer"]}
+    assert relay.state.recent_summaries[-1]["events"]["sources_unknown"] == 1

@@ -67,6 +67,10 @@ async def test_the_sample_call_produces_the_expected_knowledge_base_answers(offl
     mine = [e for e in events if e["call_sid"] == spec.call_sid]
     suggestions = [e["question"] for e in mine if e["type"] == "suggestion"]
     assert suggestions == expected_answers()
+    # Each card names the passage it came from, with the id the knowledge gives it.
+    for card in (e for e in mine if e["type"] == "suggestion"):
+        (source,) = card["sources"]
+        assert source["title"] == card["question"] and source["id"] in state.knowledge.by_id
     finals = [e for e in mine if e["type"] == "transcript" and e["final"]]
     # How the recognizer segments speech may vary; every question was heard and transcribed.
     assert len(finals) >= len(suggestions) and all(e["speaker"] == "customer" for e in finals)

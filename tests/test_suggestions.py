@@ -21,6 +21,18 @@ from relay.suggestions import Suggestion, parse_model_answer
         ("", None),
         ("```json\n```", None),
         ("[1, 2]", None),
+        # Sources: passage ids as strings or {"id": …} objects, de-duplicated, at most five.
+        ('{"answer": "A.", "sources": ["a.md#x", "b.md#y"]}', Suggestion("", "A.", True, ("a.md#x", "b.md#y"))),
+        (
+            '{"answer": "A.", "sources": [{"id": "a.md#x", "title": "X"}, "a.md#x"]}',
+            Suggestion("", "A.", True, ("a.md#x",)),
+        ),
+        ('{"answer": "A.", "sources": "a.md#x"}', Suggestion("", "A.", True)),
+        ('{"answer": "A.", "sources": [1, null, {"no": "id"}, " "]}', Suggestion("", "A.", True)),
+        (
+            '{"answer": "A.", "sources": ["1", "2", "3", "4", "5", "6"]}',
+            Suggestion("", "A.", True, ("1", "2", "3", "4", "5")),
+        ),
     ],
 )
 def test_parse_model_answer(text: str, expected: Suggestion | None) -> None:

@@ -47,9 +47,12 @@ function render(m) {
     }
     const card = document.createElement("div");
     card.className = "suggestion";
-    card.innerHTML = '<div class="q"></div><div class="a"></div>';
+    card.innerHTML = '<div class="q"></div><div class="a"></div><div class="src"></div>';
     card.querySelector(".q").textContent = m.question;
     card.querySelector(".a").textContent = answer;
+    const sources = Array.isArray(m.sources) ? m.sources : [];
+    card.querySelector(".src").textContent = sources.length ? "Source: " + sources.map(s => s.title || s.id).join(" · ") : "";
+    card.querySelector(".src").title = sources.map(s => s.id).join("\n");
     p.body.append(card);
   }
   p.body.scrollTop = p.body.scrollHeight;
