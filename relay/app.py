@@ -29,6 +29,7 @@ from .local_hub import LocalHub
 from .metrics import monitor_loop_lag
 from .prompts import PromptLibrary
 from .realtime import RealtimeConnector
+from .retrieval import Retriever
 from .settings import Settings
 from .state import RELAY, RelayState
 from .twilio_media import CloseCode
@@ -73,7 +74,7 @@ def create_app(
         "knowledge loaded",
         extra={"folder": str(dirs.knowledge), "origin": dirs.knowledge_origin, "passages": len(knowledge.passages)},
     )
-    state = RelayState(settings=settings, prompts=prompts, knowledge=knowledge)
+    state = RelayState(settings=settings, prompts=prompts, knowledge=knowledge, retriever=Retriever(knowledge))
     state.stats.knowledge_passages = len(knowledge.passages)
     if settings.twilio_auth_token is not None:
         state.request_validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
@@ -128,7 +129,7 @@ async def _set_up_adapters(
         state.connector = connector
     elif settings.effective_engine == "local":
         local = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: LocalConnector(state.knowledge, min_score=settings.local_min_score)
+            None, lambda: LocalConnector(state.knowledge, min_score=settings.retrieval_min_score)
         )
         stack.push_async_callback(local.aclose)
         await local.recognizer.warm_up()
@@ -214,13 +215,14 @@ async def reload_knowledge(state: RelayState) -> bool:
     loop = asyncio.get_running_loop()
     try:
         knowledge = await loop.run_in_executor(None, KnowledgeBase.load, folder)
+        retriever = await loop.run_in_executor(None, Retriever, knowledge)
         if isinstance(state.connector, LocalConnector):
             await state.connector.use_knowledge(knowledge)
     except ConfigurationError as exc:
         state.stats.knowledge_reloads["error"] += 1
         log.error("knowledge reload failed; the previous knowledge stays", extra={"error": str(exc)})
         return False
-    state.knowledge = knowledge
+    state.knowledge, state.retriever = knowledge, retriever
     state.stats.knowledge_reloads["ok"] += 1
     state.stats.knowledge_passages = len(knowledge.passages)
     log.info("knowledge reloaded", extra={"folder": str(folder), "passages": len(knowledge.passages)})

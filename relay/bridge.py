@@ -25,13 +25,14 @@ from typing import Any
 from sync_publisher import Channel, StreamReport, messages
 
 from .audio import Transcoder, make_transcoder
-from .knowledge import KnowledgeBase
+from .knowledge_tool import SEARCH_TOOL, ToolAnswer, answer_tool_call
 from .model_events import (
     ModelError,
     ModelEvent,
     ResponseDone,
     ResponseTextDone,
     SpeechStopped,
+    ToolCall,
     TranscriptCompleted,
     TranscriptDelta,
     TranscriptFailed,
@@ -40,6 +41,7 @@ from .model_link import LinkConfig, LinkCounters, ModelLink
 from .prompts import PromptLibrary
 from .realtime import RealtimeConnector, SessionConfig
 from .recent import RecentSamples
+from .retrieval import DEFAULT_MIN_SCORE, Retriever
 from .settings import Settings
 from .suggestions import parse_model_answer
 from .twilio_media import Media, Start
@@ -98,6 +100,9 @@ class _AgentSink:
     def context_for_new_session(self) -> str | None:
         return None
 
+    def on_tool_call(self, call: ToolCall, calls_this_turn: int) -> ToolAnswer:
+        return answer_tool_call(call, None, calls_this_turn=calls_this_turn, min_score=1.0)  # declares no tools
+
 
 class CallBridge:
     def __init__(
@@ -110,13 +115,16 @@ class CallBridge:
         config: BridgeConfig,
         prompt_name: str,
         agent_session_config: SessionConfig | None = None,
-        knowledge: KnowledgeBase | None = None,
+        retriever: Retriever | None = None,
+        retrieval_min_score: float = DEFAULT_MIN_SCORE,
     ) -> None:
         self.call_sid = start.call_sid
         self.stream_sid = start.stream_sid
         self.tracks = start.tracks
         self.prompt_name = prompt_name
-        self._knowledge = knowledge
+        # The knowledge in force when the call started (a reload applies to the next call).
+        self._retriever = retriever
+        self._retrieval_min_score = retrieval_min_score
         self._config = config
         self._channel = channel
         self._started_at = time.monotonic()
@@ -243,12 +251,21 @@ class CallBridge:
         the call started; an id the knowledge does not hold (made up) is dropped and counted."""
         resolved = []
         for pid in ids:
-            passage = self._knowledge.by_id.get(pid) if self._knowledge is not None else None
+            passage = self._retriever.knowledge.by_id.get(pid) if self._retriever is not None else None
             if passage is None:
                 self.events["sources_unknown"] += 1
                 continue
             resolved.append({"id": pid, "title": passage.title[:120]})
         return resolved
+
+    def on_tool_call(self, call: ToolCall, calls_this_turn: int) -> ToolAnswer:
+        answer = answer_tool_call(
+            call, self._retriever, calls_this_turn=calls_this_turn, min_score=self._retrieval_min_score
+        )
+        self.events["tool_calls" if answer.ok else "tool_errors"] += 1
+        if not answer.ok:
+            log.warning("knowledge tool call refused", extra={"output": answer.output[:200]})
+        return answer
 
     def publish(self, item: messages.Outgoing) -> None:
         """Publish an out-of-band message (e.g. a stream status) on this call's channel."""
@@ -358,7 +375,7 @@ def build_bridge(
     connector: RealtimeConnector,
     channel: Channel,
     send_delays: RecentSamples | None,
-    knowledge: KnowledgeBase | None = None,
+    retriever: Retriever | None = None,
 ) -> CallBridge:
     """A call's bridge as the settings describe it: prompt (the stream's `prompt` parameter
     may pick one), audio format, buffer and reconnect policy, agent transcription."""
@@ -389,10 +406,13 @@ def build_bridge(
         audio_format=audio_format,
         transcription_model=settings.transcription_model,
         transcription_language=settings.transcription_language,
+        # The OpenAI model grounds its answers through the knowledge tool; the offline engine
+        # retrieves by itself.
+        tools=(SEARCH_TOOL,) if settings.knowledge_tool and audio_format != "pcm16k" else (),
     )
     agent_config = None
     if settings.transcribe_agent and AGENT_TRACK in start.tracks:
-        agent_config = dataclasses.replace(session_config, instructions="", transcription_only=True)
+        agent_config = dataclasses.replace(session_config, instructions="", transcription_only=True, tools=())
     return CallBridge(
         start,
         connector=connector,
@@ -401,5 +421,6 @@ def build_bridge(
         channel=channel,
         config=config,
         prompt_name=selection.name,
-        knowledge=knowledge,
+        retriever=retriever,
+        retrieval_min_score=settings.retrieval_min_score,
     )

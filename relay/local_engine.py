@@ -303,6 +303,9 @@ class LocalSession:
     async def add_context(self, text: str) -> None:
         return None  # retrieval is stateless: nothing to re-seed
 
+    async def send_tool_result(self, call_id: str, output: str, *, more_tools: bool) -> None:
+        return None  # the offline engine retrieves by itself and never calls tools
+
     async def events(self) -> AsyncIterator[ModelEvent]:
         while True:
             event = await self._queue.get()

@@ -268,7 +268,7 @@ class MediaConnection:
             connector=state.connector,
             channel=state.open_channel(start.call_sid),
             send_delays=state.send_delay,
-            knowledge=state.knowledge,
+            retriever=state.retriever,
         )
         self.handle = CallHandle(bridge=bridge, owner=self.ws)
         state.calls[start.call_sid] = self.handle

@@ -114,6 +114,10 @@ class RelayCollector(Collector):
         yield _counter("relay_realtime_rollovers", "Planned session rollovers", totals.links.rollovers)
         yield _labelled("relay_realtime_errors", "Model errors, by code", "code", totals.links.errors)
         yield _counter("relay_suggestions", "Suggestions produced", totals.suggestions)
+        yield _counter("relay_knowledge_tool_calls", "Knowledge searches the model made", totals.links.tool_calls)
+        yield _counter(
+            "relay_knowledge_tool_errors", "Knowledge searches refused with an error", totals.links.tool_errors
+        )
         yield _counter("relay_transcripts", "Final transcripts produced", totals.transcripts)
         yield _labelled("relay_ws_refusals", "Media WebSocket upgrades refused, by reason", "reason", stats.refusals)
         yield _labelled(

@@ -88,6 +88,16 @@ class ModelError:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model called a function tool (its arguments are complete)."""
+
+    response_id: str
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it (may be malformed)
+
+
+@dataclass(frozen=True, slots=True)
 class SessionClosed:
     close_code: int | None
     reason: str
@@ -110,6 +120,7 @@ ModelEvent = (
     | ResponseTextDelta
     | ResponseTextDone
     | ResponseDone
+    | ToolCall
     | ModelError
     | SessionClosed
     | Other
@@ -182,6 +193,13 @@ def translate_server_event(event: dict[str, Any]) -> ModelEvent:
             str(response.get("id", "")),
             str(response.get("status", "")),
             details.get("reason") if isinstance(details, dict) else None,
+        )
+    if kind == "response.function_call_arguments.done":
+        return ToolCall(
+            str(event.get("response_id", "")),
+            str(event.get("call_id", "")),
+            str(event.get("name", "")),
+            str(event.get("arguments") or ""),
         )
     if kind in ("session.updated",):
         session = event.get("session") or {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from .audio_buffer import AudioBuffer
+from .knowledge_tool import ToolAnswer
 from .link_policy import (
     ConnectPolicy,
     ConnectRules,
@@ -48,6 +49,7 @@ from .model_events import (
     ResponseStarted,
     SessionClosed,
     SpeechStopped,
+    ToolCall,
     TranscriptCompleted,
     TranscriptFailed,
 )
@@ -55,7 +57,6 @@ from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, 
 from .recent import RecentSamples
 
 log = logging.getLogger("relay.model_link")
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ class LinkCounters:
     replayed_bytes: int = 0
     appends: int = 0
     merged_appends: int = 0  # appends that carried several queued batches (the sender caught up)
+    tool_calls: int = 0  # knowledge searches the model made
+    tool_errors: int = 0  # of those, refused with an error (bad arguments, too many, …)
     dropped_frames: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     connect_failures: int = 0
@@ -112,6 +115,8 @@ class LinkSink(Protocol):
 
     def context_for_new_session(self) -> str | None: ...
 
+    def on_tool_call(self, call: ToolCall, calls_this_turn: int) -> ToolAnswer: ...
+
 
 class _SessionWatch:
     """What the shell tracks per session: is it alive, is work for the last turn pending."""
@@ -126,6 +131,7 @@ class _SessionWatch:
         self.awaiting_response = False
         # Turns whose transcription has not arrived yet (item ids).
         self.pending_transcripts: set[str] = set()
+        self.tool_calls_this_turn = 0
         self.idle = asyncio.Event()
         self.idle.set()
         self.close_reason = ""
@@ -281,9 +287,7 @@ class ModelLink:
                     await session.close()
                     raise RealtimeConnectError("session closed while seeding context") from exc
         self._sessions_opened += 1
-        watch = _SessionWatch(
-            session, self._clock(), expects_responses=not self._session_config.transcription_only
-        )
+        watch = _SessionWatch(session, self._clock(), expects_responses=not self._session_config.transcription_only)
         reader = asyncio.create_task(self._read(watch), name="model-reader")
         self._readers.add(reader)
         reader.add_done_callback(self._readers.discard)
@@ -403,8 +407,11 @@ class ModelLink:
                 elif isinstance(event, SpeechStopped):
                     watch.awaiting_response = watch.expects_responses
                     watch.pending_transcripts.add(event.item_id)
+                    watch.tool_calls_this_turn = 0
                     if watch is self._current:
                         self._rollover.turn_ended()
+                elif isinstance(event, ToolCall):
+                    await self._answer_tool_call(watch, event)
                 elif isinstance(event, TranscriptCompleted | TranscriptFailed):
                     watch.pending_transcripts.discard(event.item_id)
                 elif isinstance(event, ModelError):
@@ -423,6 +430,18 @@ class ModelLink:
             watch.idle.set()
             watch.closed.set()
             self._wake.set()
+
+    async def _answer_tool_call(self, watch: _SessionWatch, call: ToolCall) -> None:
+        watch.tool_calls_this_turn += 1
+        answer = self._sink.on_tool_call(call, watch.tool_calls_this_turn)
+        self.counters.tool_calls += 1
+        if not answer.ok:
+            self.counters.tool_errors += 1
+        watch.awaiting_response = True  # the answer comes in the response this asks for
+        try:
+            await watch.session.send_tool_result(call.call_id, answer.output, more_tools=answer.more_tools)
+        except SessionClosedError:
+            watch.awaiting_response = False  # the session is going: the reader sees it close
 
     # ------------------------------------------------------------------ helpers
 

@@ -68,6 +68,17 @@ class OpenAIRealtimeSession:
             self._closed = True
             raise SessionClosedError(type(exc).__name__) from exc
 
+    async def send_tool_result(self, call_id: str, output: str, *, more_tools: bool) -> None:
+        item = {"type": "function_call_output", "call_id": call_id, "output": output}
+        try:
+            await self._conn.send({"type": "conversation.item.create", "item": item})
+            await self._conn.send(
+                {"type": "response.create", "response": {"tool_choice": "auto" if more_tools else "none"}}
+            )
+        except Exception as exc:
+            self._closed = True
+            raise SessionClosedError(type(exc).__name__) from exc
+
     async def events(self) -> AsyncIterator[ModelEvent]:
         from websockets.exceptions import ConnectionClosed
 

@@ -26,6 +26,8 @@ class SessionConfig:
     vad_silence_ms: int = 500
     # A transcription-only session (the agent's track): no responses, no instructions.
     transcription_only: bool = False
+    # Function tools the model may call (the `session.update` shape), e.g. knowledge search.
+    tools: tuple[dict[str, Any], ...] = ()
 
     def session_update(self) -> dict[str, Any]:
         """The GA `session.update` event (reference D3)."""
@@ -65,6 +67,7 @@ class SessionConfig:
                         "turn_detection": {**vad, "create_response": True, "interrupt_response": False},
                     }
                 },
+                **({"tools": [dict(t) for t in self.tools], "tool_choice": "auto"} if self.tools else {}),
             },
         }
 
@@ -87,6 +90,10 @@ class RealtimeSession(Protocol):
     async def send_audio(self, audio: bytes) -> None: ...
 
     async def add_context(self, text: str) -> None: ...
+
+    async def send_tool_result(self, call_id: str, output: str, *, more_tools: bool) -> None:
+        """Answer a `ToolCall` and ask the model to go on (with or without further tools)."""
+        ...
 
     def events(self) -> AsyncIterator[ModelEvent]: ...
 

@@ -43,6 +43,7 @@ class Retriever:
     def __init__(self, kb: KnowledgeBase) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        self.knowledge = kb
         self._passages = kb.passages
         self._vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, dtype=np.float32)
         self._matrix: Any = self._vectorizer.fit_transform([_document(p) for p in kb.passages])

@@ -48,8 +48,13 @@ class Settings(BaseSettings):
     engine: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("RELAY_ENGINE"))
     # Unset: the prompts folder's `knowledge/`, else the bundled knowledge base (relay/bundled.py).
     knowledge_dir: Path | None = Field(None, validation_alias=_env("RELAY_KNOWLEDGE_DIR"))
-    # Cosine similarity (0–1) of the best passage; measured default (relay/retrieval.py).
-    local_min_score: float = Field(0.225, ge=0, le=1, validation_alias=_env("RELAY_LOCAL_MIN_SCORE"))
+    # Retrieval gate for both engines: cosine similarity (0–1); measured default (relay/retrieval.py).
+    # RELAY_LOCAL_MIN_SCORE, its earlier name (offline engine only), is still read.
+    retrieval_min_score: float = Field(
+        0.225, ge=0, le=1, validation_alias=AliasChoices("RELAY_RETRIEVAL_MIN_SCORE", "RELAY_LOCAL_MIN_SCORE")
+    )
+    # The customer's OpenAI session searches the knowledge through a function tool.
+    knowledge_tool: bool = Field(True, validation_alias=_env("RELAY_KNOWLEDGE_TOOL"))
 
     # --- Prompts
     # Unset: `./prompts` when the working folder has one, else the bundled defaults.

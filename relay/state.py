@@ -23,6 +23,7 @@ from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, Metrics, RelayCollector, Rel
 from .prompts import PromptLibrary
 from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
 from .recent import RecentSamples
+from .retrieval import Retriever
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ class CallHandle:
 class RelayState:
     settings: Settings
     prompts: PromptLibrary
-    knowledge: KnowledgeBase  # replaced as a whole by app.reload_knowledge()
+    knowledge: KnowledgeBase  # replaced as a whole by app.reload_knowledge() …
+    retriever: Retriever  # … together with its index
     stats: RelayStats = field(default_factory=RelayStats)
     loop_lag: RecentSamples = field(default_factory=lambda: RecentSamples(LAG_WINDOW))
     send_delay: RecentSamples = field(default_factory=lambda: RecentSamples(SEND_DELAY_WINDOW))

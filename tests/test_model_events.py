@@ -27,6 +27,7 @@ from relay.model_events import (
     SessionReady,
     SpeechStarted,
     SpeechStopped,
+    ToolCall,
     TranscriptCompleted,
     TranscriptDelta,
     TranscriptFailed,
@@ -67,6 +68,17 @@ HANDLED: dict[str, tuple[dict[str, Any], ModelEvent]] = {
         ResponseDone("resp1", "cancelled", "turn_detected"),
     ),
     "session.updated": ({"session": {"id": "sess1"}}, SessionReady("sess1")),
+    "response.function_call_arguments.done": (
+        {
+            "response_id": "resp1",
+            "item_id": "it3",
+            "output_index": 0,
+            "call_id": "call1",
+            "name": "search_knowledge",
+            "arguments": '{"query": "refund time"}',
+        },
+        ToolCall("resp1", "call1", "search_knowledge", '{"query": "refund time"}'),
+    ),
     "error": (
         {"error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": "bad key"}},
         ModelError("invalid_api_key", "invalid_request_error", "bad key", ErrorClass.FATAL),

@@ -59,6 +59,10 @@ def validate_client_event(data: Any) -> tuple[Any | None, str | None]:
 class Turn:
     transcript: str
     answer: str  # the model's text output, verbatim
+    # Function calls the model makes before answering, each as (tool name, arguments text),
+    # exactly as the API streams them; the answer waits for each call's output and the
+    # client's response.create.
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +82,9 @@ class FakeSession:
     violations: list[str] = field(default_factory=list)
     turns_sent: int = 0
     responses: list[str] = field(default_factory=list)
+    tool_outputs: list[dict[str, Any]] = field(default_factory=list)  # function_call_output items
+    response_creates: list[dict[str, Any]] = field(default_factory=list)  # the client's response.create
+    response_requested: asyncio.Event = field(default_factory=asyncio.Event)
     closed_by_server: str | None = None
 
 
@@ -264,8 +271,14 @@ class FakeRealtimeServer:
             session.appends += 1
             session.append_times.append((arrived, len(chunk)))
             await self._after_append(session)
+        elif kind == "response.create":
+            session.response_creates.append(data.get("response") or {})
+            session.response_requested.set()
         elif kind == "conversation.item.create":
-            session.context_items.append(data["item"])
+            if data["item"].get("type") == "function_call_output":
+                session.tool_outputs.append(data["item"])
+            else:
+                session.context_items.append(data["item"])
             item = dict(data["item"])
             item.setdefault("id", self._next_id("item"))
             item.update({"object": "realtime.item", "status": "completed"})
@@ -338,6 +351,14 @@ class FakeRealtimeServer:
         )
         if session.session_config and session.session_config.get("type") == "transcription":
             return  # transcription sessions never respond
+        for name, arguments in turn.tool_calls:
+            session.response_requested.clear()
+            await self._call_tool(session, name, arguments)
+            try:
+                await asyncio.wait_for(session.response_requested.wait(), timeout=10)
+            except TimeoutError:
+                session.violations.append("no response.create after a function call")
+                return
         if self.behaviour.response_delay_s:
             await asyncio.sleep(self.behaviour.response_delay_s)
         response_id = self._next_id("resp")
@@ -387,6 +408,70 @@ class FakeRealtimeServer:
                     "object": "realtime.response",
                     "status": "completed",
                     "output": [],
+                    "usage": {"total_tokens": 10, "input_tokens": 8, "output_tokens": 2},
+                },
+            },
+        )
+
+    async def _call_tool(self, session: FakeSession, name: str, arguments: str) -> None:
+        """One response that is a function call, streamed as the GA API does."""
+        response_id, item_id, call_id = self._next_id("resp"), self._next_id("item"), self._next_id("call")
+        session.responses.append(response_id)
+        item = {"id": item_id, "object": "realtime.item", "type": "function_call", "call_id": call_id, "name": name}
+        await self._send(
+            session,
+            {
+                "type": "response.created",
+                "response": {"id": response_id, "object": "realtime.response", "status": "in_progress", "output": []},
+            },
+        )
+        await self._send(
+            session,
+            {
+                "type": "response.output_item.added",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": {**item, "arguments": "", "status": "in_progress"},
+            },
+        )
+        for i in range(0, len(arguments), 16):
+            await self._send(
+                session,
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "response_id": response_id,
+                    "item_id": item_id,
+                    "output_index": 0,
+                    "call_id": call_id,
+                    "delta": arguments[i : i + 16],
+                },
+            )
+        done_item = {**item, "arguments": arguments, "status": "completed"}
+        await self._send(
+            session,
+            {
+                "type": "response.function_call_arguments.done",
+                "response_id": response_id,
+                "item_id": item_id,
+                "output_index": 0,
+                "call_id": call_id,
+                "name": name,
+                "arguments": arguments,
+            },
+        )
+        await self._send(
+            session,
+            {"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": done_item},
+        )
+        await self._send(
+            session,
+            {
+                "type": "response.done",
+                "response": {
+                    "id": response_id,
+                    "object": "realtime.response",
+                    "status": "completed",
+                    "output": [done_item],
                     "usage": {"total_tokens": 10, "input_tokens": 8, "output_tokens": 2},
                 },
             },
