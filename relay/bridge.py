@@ -49,6 +49,12 @@ from .twilio_media import Media, Start
 log = logging.getLogger("relay.bridge")
 
 ASSISTED_TRACK = "inbound"  # the customer: Twilio's inbound track is the caller's audio
+# The agent's words added to the customer's session: at most this many lines per call, each
+# cut to this length (a long call must not grow the model's context without bound).
+MAX_AGENT_LINES = 200
+MAX_AGENT_LINE_CHARS = 500
+# A passage the agent's words covered is not suggested again for this long.
+COVERED_FOR_S = 300.0
 AGENT_TRACK = "outbound"
 _ULAW_BYTES_PER_MS = 8
 
@@ -134,6 +140,9 @@ class CallBridge:
         self.events: Counter[str] = Counter()
         self.suggestions = 0
         self.suggestions_empty = 0
+        self.suggestions_suppressed = 0
+        self._agent_lines_sent = 0
+        self._covered: dict[str, float] = {}  # passage id → when the agent's words covered it
         self.transcripts = 0
         self.partials = 0
         self.suggestion_latencies: list[float] = []
@@ -221,6 +230,8 @@ class CallBridge:
             self._recent.append(f"{speaker.capitalize()}: {text}")
             if speaker == "customer":
                 self._last_question = text
+            else:
+                self._on_agent_words(text)
             self._channel.publish(messages.transcript(speaker, text, final=True, utterance_id=event.item_id))
             if self._config.log_transcripts:
                 log.info("transcript", extra={"speaker": speaker, "text": text})
@@ -230,17 +241,38 @@ class CallBridge:
         elif isinstance(event, ModelError):
             log.warning("transcription error", extra={"speaker": speaker, "code": event.code})
 
+    def _on_agent_words(self, text: str) -> None:
+        """What the agent said: the customer's session hears it (so the model does not suggest
+        what was just answered), and the passage it covers is remembered so a suggestion
+        from that passage is not shown again."""
+        if self._agent_lines_sent < MAX_AGENT_LINES:
+            self._agent_lines_sent += 1
+            self.link.add_context_soon(f"Agent said: {text[:MAX_AGENT_LINE_CHARS]}")
+        else:
+            self.events["agent_lines_not_sent"] += 1  # bounded for long calls; re-seeds still carry them
+        if self._retriever is not None:
+            hits = self._retriever.search(text, k=1, min_score=self._retrieval_min_score)
+            if hits:
+                self._covered[hits[0].passage.id] = time.monotonic()
+
+    def _already_answered(self, sources: list[dict[str, str]]) -> bool:
+        horizon = time.monotonic() - COVERED_FOR_S
+        return bool(sources) and all(self._covered.get(s["id"], -1.0) >= horizon for s in sources)
+
     def _on_answer(self, event: ResponseTextDone) -> None:
         parsed = parse_model_answer(event.text)
         if parsed is None:
             self.suggestions_empty += 1
+            return
+        sources = self._resolve_sources(parsed.sources)
+        if self._already_answered(sources):
+            self.suggestions_suppressed += 1  # the agent already said what these passages say
             return
         question = parsed.question or self._last_question
         self.suggestions += 1
         self._recent.append(f"Suggested answer: {parsed.answer}")
         if self._last_speech_stopped is not None:
             self.suggestion_latencies.append(time.monotonic() - self._last_speech_stopped)
-        sources = self._resolve_sources(parsed.sources)
         suggestion_id = event.response_id or event.item_id
         self._channel.publish(messages.suggestion(question, parsed.answer, suggestion_id, sources=sources))
         if self._config.log_transcripts:
@@ -337,6 +369,7 @@ class CallBridge:
             "transcripts": self.transcripts,
             "suggestions": self.suggestions,
             "suggestions_empty": self.suggestions_empty,
+            "suggestions_suppressed": self.suggestions_suppressed,
             "suggestion_latency_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
             "model_connects": link.connects,
             "model_reconnects": link.reconnects,

@@ -35,6 +35,7 @@ class FinishedTotals:
     frames_dropped: Counter[str] = field(default_factory=Counter)
     links: LinkCounters = field(default_factory=LinkCounters)  # every model link of every call
     suggestions: int = 0
+    suggestions_suppressed: int = 0
     transcripts: int = 0
 
     def fold(self, bridge: CallBridge) -> None:
@@ -46,6 +47,7 @@ def add_bridge(totals: FinishedTotals, bridge: CallBridge) -> None:
     totals.frames_dropped.update(bridge.frames_dropped())
     totals.links.add(bridge.link_totals())
     totals.suggestions += bridge.suggestions
+    totals.suggestions_suppressed += bridge.suggestions_suppressed
     totals.transcripts += bridge.transcripts
 
 
@@ -114,6 +116,11 @@ class RelayCollector(Collector):
         yield _counter("relay_realtime_rollovers", "Planned session rollovers", totals.links.rollovers)
         yield _labelled("relay_realtime_errors", "Model errors, by code", "code", totals.links.errors)
         yield _counter("relay_suggestions", "Suggestions produced", totals.suggestions)
+        yield _counter(
+            "relay_suggestions_suppressed",
+            "Suggestions not shown: the agent had already said what their passages say",
+            totals.suggestions_suppressed,
+        )
         yield _counter("relay_knowledge_tool_calls", "Knowledge searches the model made", totals.links.tool_calls)
         yield _counter(
             "relay_knowledge_tool_errors", "Knowledge searches refused with an error", totals.links.tool_errors

@@ -91,6 +91,8 @@ class LinkCounters:
     merged_appends: int = 0  # appends that carried several queued batches (the sender caught up)
     tool_calls: int = 0  # knowledge searches the model made
     tool_errors: int = 0  # of those, refused with an error (bad arguments, too many, …)
+    context_sent: int = 0  # lines added to the live session (the agent's words)
+    context_dropped: int = 0  # lines not added: no live session at the time
     dropped_frames: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     connect_failures: int = 0
@@ -430,6 +432,25 @@ class ModelLink:
             watch.idle.set()
             watch.closed.set()
             self._wake.set()
+
+    def add_context_soon(self, text: str) -> None:
+        """Add a line to the current session's conversation (the agent's words) without
+        blocking the caller. With no live session the line is not sent: the re-seed of the
+        next session carries the recent lines."""
+        watch = self._current
+        if watch is None or watch.closed.is_set() or self._closing:
+            self.counters.context_dropped += 1
+            return
+        task = asyncio.create_task(self._send_context(watch, text), name="model-context")
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+
+    async def _send_context(self, watch: _SessionWatch, text: str) -> None:
+        try:
+            await watch.session.add_context(text)
+            self.counters.context_sent += 1
+        except SessionClosedError:
+            self.counters.context_dropped += 1
 
     async def _answer_tool_call(self, watch: _SessionWatch, call: ToolCall) -> None:
         watch.tool_calls_this_turn += 1

@@ -126,3 +126,35 @@ async def test_the_tool_can_be_turned_off(
     relay = await start_relay(knowledge_tool=False)
     await _call(relay, fake_twilio)
     assert "tools" not in (fake_realtime.sessions[0].session_config or {})
+
+
+async def test_both_sides_the_agents_words_reach_the_model_and_an_answered_question_is_not_suggested(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, knowledge: Path
+) -> None:
+    behaviour = fake_realtime.behaviour
+    where = {
+        "question": "Where is my order?",
+        "answer": "Share the tracking link.",
+        "sources": ["faq.md#where-is-my-order"],
+    }
+    behaviour.turns = [
+        Turn(transcript="where is my order", answer=json.dumps(where)),  # the agent has just answered it
+        Turn(transcript="how long does a refund take", answer=json.dumps(ANSWER)),  # not answered yet
+    ]
+    agent_words = "i can share the tracking link from the order screen for you"
+    behaviour.agent_turns = [Turn(transcript=agent_words, answer="")]
+    behaviour.turn_every_bytes = 48_000
+    behaviour.response_delay_s = 0.3  # the agent's transcript lands before the first answer
+    relay = await start_relay(knowledge_dir=knowledge)
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(2.5), "outbound": speech_like_ulaw(1.2, seed=5)}, pace=2.0)
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await wait_until(lambda: relay.state.idle)
+
+    customer = next(s for s in fake_realtime.sessions if (s.session_config or {}).get("type") == "realtime")
+    texts = [item["content"][0]["text"] for item in customer.context_items]
+    assert f"Agent said: {agent_words}" in texts  # the model knows what the agent said
+    published = fake_twilio.messages_for(f"FLEX_ASSIST_{spec.call_sid}")
+    shown = [m["question"] for m in published if m["type"] == "suggestion"]
+    assert shown == ["How long does a refund take?"]
+    summary = relay.state.recent_summaries[-1]
+    assert summary["suggestions_suppressed"] == 1 and fake_realtime.violations == []
