@@ -295,4 +295,5 @@ class MediaConnection:
         state.recent_summaries.append(summary)
         for latency in handle.bridge.suggestion_latencies:
             state.metrics.suggestion_latency.observe(latency)
+            state.suggestion_latency.add(latency)
         log.info("call summary", extra=summary)

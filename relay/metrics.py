@@ -72,6 +72,7 @@ LAG_WINDOW = 500
 LAG_INTERVAL_S = 0.02
 # Audio send delays: one sample per 100 ms batch sent (~5/s per call and track).
 SEND_DELAY_WINDOW = 20_000
+SUGGESTION_WINDOW = 2_000
 _QUANTILES = (0.5, 0.99, 1.0)
 
 
@@ -83,9 +84,11 @@ class RelayCollector(Collector):
         publisher_stats: Callable[[], PublisherStats | None],
         loop_lag: RecentSamples | None = None,
         send_delay: RecentSamples | None = None,
+        suggestion_latency: RecentSamples | None = None,
     ) -> None:
         self._loop_lag = loop_lag
         self._send_delay = send_delay
+        self._suggestion_latency = suggestion_latency
         self._stats = stats
         self._live = live_bridges
         self._publisher = publisher_stats
@@ -155,6 +158,12 @@ class RelayCollector(Collector):
             "From a batch's newest audio frame arriving to its append being written to the model's socket, "
             f"over the last {SEND_DELAY_WINDOW} batches (quantile 1 is the max)",
             self._send_delay,
+        )
+        yield from _recent(
+            "relay_suggestion_latency_recent_seconds",
+            "From the customer's speech_stopped to the suggestion handed to Sync, over the last "
+            f"{SUGGESTION_WINDOW} suggestions of finished calls (quantile 1 is the max)",
+            self._suggestion_latency,
         )
         publisher = self._publisher()
         if publisher is not None:

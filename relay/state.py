@@ -19,7 +19,7 @@ from sync_publisher import Channel, SyncPublisher
 from .bridge import CallBridge
 from .knowledge import KnowledgeBase
 from .local_hub import LocalHub
-from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, Metrics, RelayCollector, RelayStats
+from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, SUGGESTION_WINDOW, Metrics, RelayCollector, RelayStats
 from .prompts import PromptLibrary
 from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
 from .recent import RecentSamples
@@ -57,6 +57,7 @@ class RelayState:
     stats: RelayStats = field(default_factory=RelayStats)
     loop_lag: RecentSamples = field(default_factory=lambda: RecentSamples(LAG_WINDOW))
     send_delay: RecentSamples = field(default_factory=lambda: RecentSamples(SEND_DELAY_WINDOW))
+    suggestion_latency: RecentSamples = field(default_factory=lambda: RecentSamples(SUGGESTION_WINDOW))
     metrics: Metrics = field(init=False)  # reads the state it belongs to at each scrape
     # Adapters: set once by app.py's cleanup context, before the first request.
     connector: RealtimeConnector = field(default_factory=UnconfiguredConnector)
@@ -81,6 +82,7 @@ class RelayState:
             publisher_stats=lambda: self.sync.stats if self.sync is not None else None,
             loop_lag=self.loop_lag,
             send_delay=self.send_delay,
+            suggestion_latency=self.suggestion_latency,
         )
         self.metrics = Metrics(collector)
 
