@@ -64,7 +64,7 @@ async def main() -> None:
     print(f"{len(utterances)} utterances found by the VAD, {len(turns)} turns in the script")
 
     started = time.process_time()
-    domain = [await engine.recognizer.transcribe(u) for u in utterances]
+    domain = [(await engine.recognizer.transcribe(u)).text for u in utterances]
     domain_cpu = time.process_time() - started
     general = general_model_transcribe(utterances)
 

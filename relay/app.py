@@ -129,7 +129,12 @@ async def _set_up_adapters(
         state.connector = connector
     elif settings.effective_engine == "local":
         local = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: LocalConnector(state.knowledge, min_score=settings.retrieval_min_score)
+            None,
+            lambda: LocalConnector(
+                state.knowledge,
+                min_score=settings.retrieval_min_score,
+                min_confidence=settings.local_min_confidence,
+            ),
         )
         stack.push_async_callback(local.aclose)
         await local.recognizer.warm_up()

@@ -147,6 +147,15 @@ class EnergyVad:
 # ---------------------------------------------------------------------------- recognizer
 
 
+_FILLERS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "++NOISE++"})
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    text: str
+    confidence: float  # 0–1: mean word posterior
+
+
 class Recognizer:
     """PocketSphinx with an in-domain LM and a dictionary cut down to its words.
 
@@ -192,15 +201,19 @@ class Recognizer:
             self._decoder = Decoder(config)
         return self._decoder
 
-    def _transcribe_sync(self, pcm16: bytes) -> str:
+    def _transcribe_sync(self, pcm16: bytes) -> Heard:
         decoder = self._ensure_decoder()
         decoder.start_utt()
         decoder.process_raw(pcm16, full_utt=True)
         decoder.end_utt()
         hypothesis = decoder.hyp()
-        return str(hypothesis.hypstr) if hypothesis is not None else ""
+        if hypothesis is None:
+            return Heard("", 0.0)
+        # Confidence: the mean posterior of the words the decoder chose (fillers left out).
+        posteriors = [float(s.prob) for s in decoder.seg() if s.word.split("(")[0] not in _FILLERS]
+        return Heard(str(hypothesis.hypstr), sum(posteriors) / len(posteriors) if posteriors else 0.0)
 
-    async def transcribe(self, pcm16: bytes) -> str:
+    async def transcribe(self, pcm16: bytes) -> Heard:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._transcribe_sync, pcm16)
 
     async def warm_up(self) -> None:
@@ -220,11 +233,15 @@ class Recognizer:
 
 
 class LocalConnector:
-    def __init__(self, kb: KnowledgeBase, *, min_score: float = DEFAULT_MIN_SCORE) -> None:
+    def __init__(
+        self, kb: KnowledgeBase, *, min_score: float = DEFAULT_MIN_SCORE, min_confidence: float = 0.0
+    ) -> None:
         self.kb = kb
         self.retriever = Retriever(kb)
         self.recognizer = Recognizer(kb)
         self.min_score = min_score
+        self.min_confidence = min_confidence
+        self.cards_withheld = 0  # retrieval found a passage, the recognizer's confidence did not hold
         self._ids = itertools.count(1)
 
     async def use_knowledge(self, kb: KnowledgeBase) -> None:
@@ -280,13 +297,17 @@ class LocalSession:
 
     async def _answer(self, item: str, utterance: bytes) -> None:
         engine = self._engine
-        text = await engine.recognizer.transcribe(utterance)
+        heard = await engine.recognizer.transcribe(utterance)
+        text = heard.text
         self._queue.put_nowait(TranscriptCompleted(item, text))
         if not self._answer_turns:
             return
         response = engine.next_id("resp")
         self._queue.put_nowait(ResponseStarted(response))
         hits = engine.retriever.search(text, k=1, min_score=engine.min_score)
+        if hits and heard.confidence < engine.min_confidence:
+            hits = []  # a card from words the recognizer was unsure of is more often wrong than right
+            engine.cards_withheld += 1
         if hits:
             passage = hits[0].passage
             body = {

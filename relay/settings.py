@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     retrieval_min_score: float = Field(
         0.225, ge=0, le=1, validation_alias=AliasChoices("RELAY_RETRIEVAL_MIN_SCORE", "RELAY_LOCAL_MIN_SCORE")
     )
+    # Offline engine: no card from an utterance the recognizer heard with a lower mean word
+    # posterior (measured on synthesized held-out calls: bench/offline_heldout.py).
+    local_min_confidence: float = Field(0.5, ge=0, le=1, validation_alias=_env("RELAY_LOCAL_MIN_CONFIDENCE"))
     # The customer's OpenAI session searches the knowledge through a function tool.
     knowledge_tool: bool = Field(True, validation_alias=_env("RELAY_KNOWLEDGE_TOOL"))
 
