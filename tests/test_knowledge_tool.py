@@ -28,6 +28,12 @@ def knowledge(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _one_turn(fake: FakeRealtimeServer, transcript: str, answer: dict, tool_calls: list[tuple[str, str]]) -> None:  # type: ignore[type-arg]
+    """The model hears one customer turn, makes these tool calls, then answers."""
+    fake.behaviour.turns = [Turn(transcript=transcript, answer=json.dumps(answer), tool_calls=tool_calls)]
+    fake.behaviour.turn_every_bytes = 48_000
+
+
 async def _call(relay: RunningRelay, fake_twilio: FakeTwilio) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
     # Paced, so the call is still live while the model and the relay trade tool calls.
     spec = CallSpec(audio={"inbound": speech_like_ulaw(2.0)}, pace=2.0)
@@ -40,14 +46,12 @@ async def _call(relay: RunningRelay, fake_twilio: FakeTwilio) -> tuple[list[dict
 async def test_the_model_searches_the_knowledge_and_answers_with_its_sources(
     start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, knowledge: Path
 ) -> None:
-    fake_realtime.behaviour.turns = [
-        Turn(
-            transcript="how long does a refund take",
-            answer=json.dumps(ANSWER),
-            tool_calls=[("search_knowledge", '{"query": "how long does a refund take"}')],
-        )
-    ]
-    fake_realtime.behaviour.turn_every_bytes = 48_000
+    _one_turn(
+        fake_realtime,
+        "how long does a refund take",
+        ANSWER,
+        [("search_knowledge", '{"query": "how long does a refund take"}')],
+    )
     relay = await start_relay(knowledge_dir=knowledge)
     suggestions, summary = await _call(relay, fake_twilio)
 
@@ -72,19 +76,13 @@ async def test_the_model_searches_the_knowledge_and_answers_with_its_sources(
 async def test_bad_tool_calls_get_an_error_output_and_never_break_the_session(
     start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, knowledge: Path
 ) -> None:
-    fake_realtime.behaviour.turns = [
-        Turn(
-            transcript="how long does a refund take",
-            answer=json.dumps(ANSWER),
-            tool_calls=[
-                ("lookup_order", '{"query": "x"}'),  # a tool the relay never declared
-                ("search_knowledge", "{not json"),
-                ("search_knowledge", '{"q": "refund"}'),  # no query
-                ("search_knowledge", '{"query": "refund"}'),  # a fourth search in one turn
-            ],
-        )
+    bad_calls = [
+        ("lookup_order", '{"query": "x"}'),  # a tool the relay never declared
+        ("search_knowledge", "{not json"),
+        ("search_knowledge", '{"q": "refund"}'),  # no query
+        ("search_knowledge", '{"query": "refund"}'),  # a fourth search in one turn
     ]
-    fake_realtime.behaviour.turn_every_bytes = 48_000
+    _one_turn(fake_realtime, "how long does a refund take", ANSWER, bad_calls)
     relay = await start_relay(knowledge_dir=knowledge)
     suggestions, summary = await _call(relay, fake_twilio)
 
@@ -105,14 +103,7 @@ async def test_a_search_that_finds_nothing_returns_no_passages(
     start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, knowledge: Path
 ) -> None:
     no_answer = {"question": "Do you ship to Canada?", "answer": "Check the shipping countries page.", "sources": []}
-    fake_realtime.behaviour.turns = [
-        Turn(
-            transcript="do you ship to canada",
-            answer=json.dumps(no_answer),
-            tool_calls=[("search_knowledge", '{"query": "ship to canada"}')],
-        )
-    ]
-    fake_realtime.behaviour.turn_every_bytes = 48_000
+    _one_turn(fake_realtime, "do you ship to canada", no_answer, [("search_knowledge", '{"query": "ship to canada"}')])
     relay = await start_relay(knowledge_dir=knowledge)
     suggestions, _ = await _call(relay, fake_twilio)
     (session,) = fake_realtime.sessions
