@@ -122,7 +122,9 @@ def _format(message: dict[str, Any]) -> str | None:
     if kind == "transcript" and message.get("final"):
         return f"  {message.get('speaker', '?'):>8}: {message.get('text')}"
     if kind == "suggestion":
-        return f"  → suggestion: {message.get('question')}\n                {message.get('answer')}"
+        sources = ", ".join(str(s.get("id")) for s in message.get("sources") or [] if isinstance(s, dict))
+        cited = f"\n                [source: {sources}]" if sources else ""
+        return f"  → suggestion: {message.get('question')}\n                {message.get('answer')}{cited}"
     if kind == "status":
         return f"  [{message.get('state')}] {message.get('reason')}"
     return None
