@@ -51,7 +51,7 @@ function render(m) {
     card.querySelector(".q").textContent = m.question;
     card.querySelector(".a").textContent = answer;
     const sources = Array.isArray(m.sources) ? m.sources : [];
-    card.querySelector(".src").textContent = sources.length ? "Source: " + sources.map(s => s.title || s.id).join(" · ") : "";
+    card.querySelector(".src").textContent = sources.length ? "Source: " + sources.map(s => (s.title || s.id) + " (" + String(s.id).split("#")[0] + ")").join(" · ") : "";
     card.querySelector(".src").title = sources.map(s => s.id).join("\n");
     p.body.append(card);
   }
