@@ -23,6 +23,7 @@ from relay.audio import PcmTranscoder  # noqa: E402
 from relay.callfile import load_call_audio  # noqa: E402
 from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
 from relay.local_engine import EnergyVad, LocalConnector, SpeechEnded  # noqa: E402
+from relay.retrieval import Retriever  # noqa: E402
 
 
 def script(path: Path) -> list[tuple[str, str | None]]:
@@ -60,7 +61,7 @@ async def main() -> None:
     transcoder = PcmTranscoder(16000)
     pcm = transcoder.process(ulaw) + transcoder.flush()
     utterances = [e.audio for e in EnergyVad().feed(pcm) if isinstance(e, SpeechEnded)]
-    engine = LocalConnector(KnowledgeBase.load(ROOT / "prompts" / "knowledge"))
+    engine = LocalConnector(Retriever(KnowledgeBase.load(ROOT / "prompts" / "knowledge")))
     print(f"{len(utterances)} utterances found by the VAD, {len(turns)} turns in the script")
 
     started = time.process_time()

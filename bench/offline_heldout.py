@@ -30,6 +30,7 @@ from relay.audio import PcmTranscoder  # noqa: E402
 from relay.callfile import load_call_audio  # noqa: E402
 from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
 from relay.local_engine import LocalConnector  # noqa: E402
+from relay.retrieval import Retriever  # noqa: E402
 
 # (what the customer says, the passage id that answers it or None)
 SCRIPT: list[tuple[str, str | None]] = [
@@ -78,7 +79,7 @@ async def main() -> int:
         print("espeak-ng is needed: apt-get install espeak-ng", file=sys.stderr)
         return 2
     gates = [float(g) for g in args.gates.split(",")]
-    engine = LocalConnector(KnowledgeBase.load(ROOT / "prompts" / "knowledge"))
+    engine = LocalConnector(Retriever(KnowledgeBase.load(ROOT / "prompts" / "knowledge")))
     rng = np.random.default_rng(7)
     errors = words = 0
     results: list[tuple[str | None, str | None, float, float]] = []  # expected, best, score, confidence

@@ -74,8 +74,7 @@ def create_app(
         "knowledge loaded",
         extra={"folder": str(dirs.knowledge), "origin": dirs.knowledge_origin, "passages": len(knowledge.passages)},
     )
-    state = RelayState(settings=settings, prompts=prompts, knowledge=knowledge, retriever=Retriever(knowledge))
-    state.stats.knowledge_passages = len(knowledge.passages)
+    state = RelayState(settings=settings, prompts=prompts, retriever=Retriever(knowledge))
     if settings.twilio_auth_token is not None:
         state.request_validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
 
@@ -131,7 +130,7 @@ async def _set_up_adapters(
         local = await asyncio.get_running_loop().run_in_executor(
             None,
             lambda: LocalConnector(
-                state.knowledge,
+                state.retriever,
                 min_score=settings.retrieval_min_score,
                 min_confidence=settings.local_min_confidence,
             ),
@@ -222,14 +221,13 @@ async def reload_knowledge(state: RelayState) -> bool:
         knowledge = await loop.run_in_executor(None, KnowledgeBase.load, folder)
         retriever = await loop.run_in_executor(None, Retriever, knowledge)
         if isinstance(state.connector, LocalConnector):
-            await state.connector.use_knowledge(knowledge)
+            await state.connector.use_knowledge(retriever)
     except ConfigurationError as exc:
         state.stats.knowledge_reloads["error"] += 1
         log.error("knowledge reload failed; the previous knowledge stays", extra={"error": str(exc)})
         return False
-    state.knowledge, state.retriever = knowledge, retriever
+    state.retriever = retriever
     state.stats.knowledge_reloads["ok"] += 1
-    state.stats.knowledge_passages = len(knowledge.passages)
     log.info("knowledge reloaded", extra={"folder": str(folder), "passages": len(knowledge.passages)})
     return True
 

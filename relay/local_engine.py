@@ -234,25 +234,27 @@ class Recognizer:
 
 class LocalConnector:
     def __init__(
-        self, kb: KnowledgeBase, *, min_score: float = DEFAULT_MIN_SCORE, min_confidence: float = 0.0
+        self, retriever: Retriever, *, min_score: float = DEFAULT_MIN_SCORE, min_confidence: float = 0.0
     ) -> None:
-        self.kb = kb
-        self.retriever = Retriever(kb)
-        self.recognizer = Recognizer(kb)
+        """`retriever` is the relay's (one index per knowledge base, shared with the tool)."""
+        self.retriever = retriever
+        self.recognizer = Recognizer(retriever.knowledge)
         self.min_score = min_score
         self.min_confidence = min_confidence
         self.cards_withheld = 0  # retrieval found a passage, the recognizer's confidence did not hold
         self._ids = itertools.count(1)
 
-    async def use_knowledge(self, kb: KnowledgeBase) -> None:
-        """Swap in a reloaded knowledge base: a new language model and index, built off the
-        event loop. Turns already being transcribed finish on the old recognizer."""
-        loop = asyncio.get_running_loop()
-        recognizer = await loop.run_in_executor(None, Recognizer, kb)
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self.retriever.knowledge
+
+    async def use_knowledge(self, retriever: Retriever) -> None:
+        """Swap in a reloaded knowledge base (and its index): a new language model, built off
+        the event loop. Turns already being transcribed finish on the old recognizer."""
+        recognizer = await asyncio.get_running_loop().run_in_executor(None, Recognizer, retriever.knowledge)
         await recognizer.warm_up()
         old = self.recognizer
-        retriever = await loop.run_in_executor(None, Retriever, kb)
-        self.kb, self.retriever, self.recognizer = kb, retriever, recognizer
+        self.retriever, self.recognizer = retriever, recognizer
         await old.close_when_idle()
 
     def next_id(self, prefix: str) -> str:

@@ -63,7 +63,6 @@ class RelayStats:
     flex_auth: Counter[str] = field(default_factory=Counter)
     streams_replaced: int = 0
     knowledge_reloads: Counter[str] = field(default_factory=Counter)  # by outcome: ok, error
-    knowledge_passages: int = 0
 
 
 # The lag monitor samples every 20 ms: 500 samples are the last 10 s, enough for a p99
@@ -85,10 +84,12 @@ class RelayCollector(Collector):
         loop_lag: RecentSamples | None = None,
         send_delay: RecentSamples | None = None,
         suggestion_latency: RecentSamples | None = None,
+        knowledge_passages: Callable[[], int] = lambda: 0,
     ) -> None:
         self._loop_lag = loop_lag
         self._send_delay = send_delay
         self._suggestion_latency = suggestion_latency
+        self._knowledge_passages = knowledge_passages
         self._stats = stats
         self._live = live_bridges
         self._publisher = publisher_stats
@@ -142,7 +143,7 @@ class RelayCollector(Collector):
         yield _labelled(
             "relay_knowledge_reloads", "Knowledge reloads, by outcome", "outcome", stats.knowledge_reloads
         )
-        yield _gauge("relay_knowledge_passages", "Knowledge passages in force", stats.knowledge_passages)
+        yield _gauge("relay_knowledge_passages", "Knowledge passages in force", self._knowledge_passages())
         yield _counter(
             "relay_streams_replaced",
             "Streams replaced by a newer stream for the same call",

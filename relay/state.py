@@ -52,8 +52,7 @@ class CallHandle:
 class RelayState:
     settings: Settings
     prompts: PromptLibrary
-    knowledge: KnowledgeBase  # replaced as a whole by app.reload_knowledge() …
-    retriever: Retriever  # … together with its index
+    retriever: Retriever  # the knowledge in force and its index; replaced whole by app.reload_knowledge()
     stats: RelayStats = field(default_factory=RelayStats)
     loop_lag: RecentSamples = field(default_factory=lambda: RecentSamples(LAG_WINDOW))
     send_delay: RecentSamples = field(default_factory=lambda: RecentSamples(SEND_DELAY_WINDOW))
@@ -83,8 +82,13 @@ class RelayState:
             loop_lag=self.loop_lag,
             send_delay=self.send_delay,
             suggestion_latency=self.suggestion_latency,
+            knowledge_passages=lambda: len(self.knowledge.passages),
         )
         self.metrics = Metrics(collector)
+
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        return self.retriever.knowledge
 
     def open_channel(self, call_sid: str) -> Channel:
         """The call's outgoing message channel: its Sync stream, or the hub."""

@@ -16,6 +16,7 @@ import pytest
 from relay.app import reload_knowledge
 from relay.knowledge import KnowledgeBase
 from relay.local_engine import LocalConnector
+from relay.retrieval import Retriever
 from tests.conftest import TIME_SCALE, StartRelay
 from tests.fakes.tooling import scrape_metrics
 
@@ -57,11 +58,13 @@ async def test_a_reload_replaces_the_knowledge_and_a_broken_one_keeps_it(
 
 async def test_the_offline_engine_answers_from_reloaded_knowledge(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    engine = await asyncio.get_running_loop().run_in_executor(None, LocalConnector, KnowledgeBase.load(folder))
+    engine = await asyncio.get_running_loop().run_in_executor(
+        None, LocalConnector, Retriever(KnowledgeBase.load(folder))
+    )
     try:
         assert engine.retriever.search("how do i return an item", min_score=engine.min_score) == []
         (folder / "returns.md").write_text("# How do I return an item?\n\nThirty days, unused.\n")
-        await engine.use_knowledge(KnowledgeBase.load(folder))
+        await engine.use_knowledge(Retriever(KnowledgeBase.load(folder)))
         hits = engine.retriever.search("how do i return an item", min_score=engine.min_score)
         assert hits and hits[0].passage.id == "returns.md#how-do-i-return-an-item"
         assert "return" in engine.recognizer.vocabulary_words
