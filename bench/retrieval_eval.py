@@ -28,7 +28,6 @@ Scorer = Callable[[str], dict[str, float]]  # query → passage id → score
 
 def _library_candidates(passages: tuple[Passage, ...]) -> dict[str, Scorer]:
     import bm25s
-    import numpy as np
     from rank_bm25 import BM25Okapi
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -36,30 +35,28 @@ def _library_candidates(passages: tuple[Passage, ...]) -> dict[str, Scorer]:
     ids = [p.id for p in passages]
     candidates: dict[str, Scorer] = {}
 
+    tokenized = [terms(d) for d in docs]
     index = bm25s.BM25()
-    index.index([terms(d) for d in docs], show_progress=False)
+    index.index(tokenized, show_progress=False)
     candidates["bm25s (passage text)"] = lambda q: dict(zip(ids, map(float, index.get_scores(terms(q))), strict=True))
 
-    okapi = BM25Okapi([terms(d) for d in docs])
+    okapi = BM25Okapi(tokenized)
     candidates["rank-bm25 Okapi (passage text)"] = lambda q: dict(
         zip(ids, map(float, okapi.get_scores(terms(q))), strict=True)
     )
 
     phrasings = [(i, text) for i, p in enumerate(passages) for text in p.phrasings()]
-    for name, vectorizer in {
-        "tf-idf words 1-2 (phrasings)": TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
-    }.items():
-        matrix = vectorizer.fit_transform([" ".join(words(t)) for _, t in phrasings])
+    vectorizer = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True)
+    matrix = vectorizer.fit_transform([" ".join(words(t)) for _, t in phrasings])
 
-        def scores(query: str, matrix: object = matrix, vectorizer: TfidfVectorizer = vectorizer) -> dict[str, float]:
-            sims = (matrix @ vectorizer.transform([" ".join(words(query))]).T).toarray().ravel()  # type: ignore[operator]
-            best: dict[str, float] = {}
-            for (i, _), s in zip(phrasings, sims, strict=True):
-                best[ids[i]] = max(best.get(ids[i], 0.0), float(s))
-            return best
+    def word_tfidf(query: str) -> dict[str, float]:
+        sims = (matrix @ vectorizer.transform([" ".join(words(query))]).T).toarray().ravel()
+        best: dict[str, float] = {}
+        for (i, _), s in zip(phrasings, sims, strict=True):
+            best[ids[i]] = max(best.get(ids[i], 0.0), float(s))
+        return best
 
-        candidates[name] = scores
-    del np
+    candidates["tf-idf words 1-2 (phrasings)"] = word_tfidf
     return candidates
 
 

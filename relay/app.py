@@ -138,7 +138,7 @@ async def _set_up_adapters(
         stack.push_async_callback(local.aclose)
         await local.recognizer.warm_up()
         state.connector = local
-        log.info("offline engine ready", extra={"vocabulary": local.recognizer.vocabulary_size})
+        log.info("offline engine ready", extra={"vocabulary": len(local.recognizer.vocabulary_words)})
     elif settings.openai_api_key is not None:
         from .openai_realtime import OpenAIConnector
 

@@ -90,10 +90,6 @@ class Passage:
     questions: tuple[str, ...] = ()  # Q&A files: the ways a customer asks
     tags: tuple[str, ...] = ()
 
-    @property
-    def answer(self) -> str:
-        return self.text
-
     def phrasings(self) -> tuple[str, ...]:
         """What a spoken question is matched against: its questions, else its title."""
         return self.questions or (self.title,)
@@ -247,10 +243,6 @@ class KnowledgeBase:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", MappingProxyType({p.id: p for p in self.passages}))
-
-    @property
-    def entries(self) -> tuple[Passage, ...]:
-        return self.passages
 
     @classmethod
     def load(cls, directory: Path, limits: Limits = Limits()) -> KnowledgeBase:

@@ -187,7 +187,6 @@ class Recognizer:
         lines = [p for w in sorted(vocabulary) if w in pronunciations for p in pronunciations[w]]
         self._dict.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.vocabulary_words = frozenset(vocabulary)
-        self.vocabulary_size = len(vocabulary)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._decoder: Any = None
 

@@ -101,20 +101,23 @@ class Report:
     best_accuracy: float = 0.0
     by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # at the best gate
 
-    def right_calls(self, gate: float, ranked: list[tuple[Question, list[str], float]]) -> dict[str, list[int]]:
-        right: dict[str, list[int]] = {}
-        for q, order, top in ranked:
-            answered = top >= gate and top > 0 and bool(order)
-            ok = (answered and order[0] == q.expected) if q.expected else not answered
-            counts = right.setdefault(q.kind, [0, 0])
-            counts[0] += ok
-            counts[1] += 1
-        return right
+
+Ranked = list[tuple[Question, list[str], float]]  # question, passage ids best first, best score
 
 
-def rank_all(
-    scores: Callable[[str], dict[str, float]], questions: list[Question]
-) -> list[tuple[Question, list[str], float]]:
+def _right_calls(gate: float, ranked: Ranked) -> dict[str, list[int]]:
+    """Per kind of question: [right calls, questions] when answering only at `gate` or above."""
+    right: dict[str, list[int]] = {}
+    for q, order, top in ranked:
+        answered = top >= gate and top > 0 and bool(order)
+        ok = (answered and order[0] == q.expected) if q.expected else not answered
+        counts = right.setdefault(q.kind, [0, 0])
+        counts[0] += ok
+        counts[1] += 1
+    return right
+
+
+def rank_all(scores: Callable[[str], dict[str, float]], questions: list[Question]) -> Ranked:
     ranked = []
     for q in questions:
         by_passage = scores(q.text)
@@ -138,7 +141,7 @@ def evaluate(scores: Callable[[str], dict[str, float]], questions: list[Question
     gates = [gate] if gate is not None else sorted({top for _, _, top in ranked} | {0.0})
     report.best_accuracy = -1.0
     for candidate in gates:
-        right = report.right_calls(candidate, ranked)
+        right = _right_calls(candidate, ranked)
         accuracy = sum(r[0] for r in right.values()) / max(1, len(questions))
         if accuracy > report.best_accuracy:
             report.best_gate, report.best_accuracy = candidate, accuracy

@@ -26,7 +26,7 @@ KNOWLEDGE = Path(__file__).resolve().parent.parent / "prompts" / "knowledge"
 
 def test_entries_parse_with_several_phrasings() -> None:
     entries = parse_entries("# t\nQ: a?\nQ: b?\nA: c.\n\nQ: d?\nA: e.\n", "x.md")
-    assert [(e.questions, e.answer) for e in entries] == [(("a?", "b?"), "c."), (("d?",), "e.")]
+    assert [(e.questions, e.text) for e in entries] == [(("a?", "b?"), "c."), (("d?",), "e.")]
 
 
 @pytest.mark.parametrize("text", ["A: no question\n", "Q: dangling?\n", "hello\n"])
