@@ -364,18 +364,7 @@ class FakeRealtimeServer:
         response_id = self._next_id("resp")
         out_item = self._next_id("item")
         session.responses.append(response_id)
-        await self._send(
-            session,
-            {
-                "type": "response.created",
-                "response": {
-                    "id": response_id,
-                    "object": "realtime.response",
-                    "status": "in_progress",
-                    "output": [],
-                },
-            },
-        )
+        await self._response_created(session, response_id)
         for i in range(0, len(turn.answer), 40):
             await self._send(
                 session,
@@ -399,32 +388,28 @@ class FakeRealtimeServer:
                 "text": turn.answer,
             },
         )
-        await self._send(
-            session,
-            {
-                "type": "response.done",
-                "response": {
-                    "id": response_id,
-                    "object": "realtime.response",
-                    "status": "completed",
-                    "output": [],
-                    "usage": {"total_tokens": 10, "input_tokens": 8, "output_tokens": 2},
-                },
-            },
-        )
+        await self._response_done(session, response_id, [])
+
+    async def _response_created(self, session: FakeSession, response_id: str) -> None:
+        response = {"id": response_id, "object": "realtime.response", "status": "in_progress", "output": []}
+        await self._send(session, {"type": "response.created", "response": response})
+
+    async def _response_done(self, session: FakeSession, response_id: str, output: list[dict[str, Any]]) -> None:
+        response = {
+            "id": response_id,
+            "object": "realtime.response",
+            "status": "completed",
+            "output": output,
+            "usage": {"total_tokens": 10, "input_tokens": 8, "output_tokens": 2},
+        }
+        await self._send(session, {"type": "response.done", "response": response})
 
     async def _call_tool(self, session: FakeSession, name: str, arguments: str) -> None:
         """One response that is a function call, streamed as the GA API does."""
         response_id, item_id, call_id = self._next_id("resp"), self._next_id("item"), self._next_id("call")
         session.responses.append(response_id)
         item = {"id": item_id, "object": "realtime.item", "type": "function_call", "call_id": call_id, "name": name}
-        await self._send(
-            session,
-            {
-                "type": "response.created",
-                "response": {"id": response_id, "object": "realtime.response", "status": "in_progress", "output": []},
-            },
-        )
+        await self._response_created(session, response_id)
         await self._send(
             session,
             {
@@ -463,19 +448,7 @@ class FakeRealtimeServer:
             session,
             {"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": done_item},
         )
-        await self._send(
-            session,
-            {
-                "type": "response.done",
-                "response": {
-                    "id": response_id,
-                    "object": "realtime.response",
-                    "status": "completed",
-                    "output": [done_item],
-                    "usage": {"total_tokens": 10, "input_tokens": 8, "output_tokens": 2},
-                },
-            },
-        )
+        await self._response_done(session, response_id, [done_item])
 
     async def _expire(self, session: FakeSession, after: float) -> None:
         await asyncio.sleep(after)
