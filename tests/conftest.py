@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +122,44 @@ async def start_relay(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
     yield start
     for server in servers:
         await server.close()
+
+
+@contextlib.asynccontextmanager
+async def relay_process(*args: str, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m relay.cli ARGS` as a real process with piped output, killed if it is still
+    running when the block ends (a failed assertion must not leave it behind)."""
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay.cli",
+        *args,
+        env={**base, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def read_line(
+    stream: asyncio.StreamReader | None, marker: str, timeout_s: float = 60, seen: list[str] | None = None
+) -> str:
+    """The next line of a process's output containing `marker`; the lines read on the way
+    are appended to `seen` when given."""
+    assert stream is not None
+    async with asyncio.timeout(timeout_s * TIME_SCALE):
+        async for raw in stream:
+            line = raw.decode()
+            if seen is not None:
+                seen.append(line)
+            if marker in line:
+                return line
+    raise AssertionError(f"the process ended without printing {marker!r}")
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.02) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import TIME_SCALE, StartRelay, wait_until
+from tests.conftest import TIME_SCALE, StartRelay, read_line, relay_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "sample_call.wav"
@@ -66,22 +66,11 @@ async def test_a_port_in_use_is_one_clear_line_and_exit_2() -> None:
 async def test_an_empty_openai_key_serves_on_the_offline_engine() -> None:
     # `set -a; . .env.example` exports OPENAI_API_KEY= (empty).
     env = {"OPENAI_API_KEY": "", "RELAY_HOST": "127.0.0.1", "RELAY_PORT": "0", "RELAY_LOG_LEVEL": "INFO"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relay.cli",
-        "serve",
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    seen = []
-    async for raw in proc.stderr:
-        seen.append(raw.decode())
-        if "relay listening" in seen[-1]:
-            break
-    proc.send_signal(signal.SIGTERM)
-    _, rest = await asyncio.wait_for(proc.communicate(), timeout=60 * TIME_SCALE)
+    seen: list[str] = []
+    async with relay_process("serve", env=env) as proc:
+        await read_line(proc.stderr, "relay listening", seen=seen)
+        proc.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(proc.communicate(), timeout=60 * TIME_SCALE)
     log = "".join(seen) + rest.decode()
     assert proc.returncode == 0, log
     assert "offline engine ready" in log and "Traceback" not in log
@@ -153,35 +142,12 @@ async def test_version() -> None:
 
 
 async def test_demo_hold_keeps_the_console_up_until_interrupted() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relay.cli",
-        "demo",
-        "--fast",
-        "--hold",
-        "--port",
-        "0",
-        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    console = None
-    try:
-        async with asyncio.timeout(180 * TIME_SCALE):
-            async for raw in proc.stdout:
-                line = raw.decode()
-                if line.startswith("holding the relay open: "):
-                    console = line.split()[4]
-                    break
-        assert console is not None and console.startswith("http://127.0.0.1:")
+    async with relay_process("demo", "--fast", "--hold", "--port", "0", env={}) as proc:
+        line = await read_line(proc.stdout, "holding the relay open: ", timeout_s=180)
+        console = line.split()[4]
+        assert console.startswith("http://127.0.0.1:")
         async with aiohttp.ClientSession() as session, session.get(console) as response:
             assert response.status == 200  # still served after the call ended
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), timeout=30 * TIME_SCALE)
         assert proc.returncode == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()

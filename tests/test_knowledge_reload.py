@@ -5,9 +5,7 @@ metrics count both."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +15,7 @@ from relay.app import reload_knowledge
 from relay.knowledge import KnowledgeBase
 from relay.local_engine import LocalConnector
 from relay.retrieval import Retriever
-from tests.conftest import TIME_SCALE, StartRelay
+from tests.conftest import TIME_SCALE, StartRelay, read_line, relay_process
 from tests.fakes.tooling import scrape_metrics
 
 FAQ = "Q: Where is my order?\nA: Check the tracking link.\n"
@@ -75,37 +73,20 @@ async def test_the_offline_engine_answers_from_reloaded_knowledge(tmp_path: Path
 async def test_sighup_reloads_a_running_relay(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     env = {
-        "PATH": os.environ.get("PATH", ""),
         "RELAY_HOST": "127.0.0.1",
         "RELAY_PORT": "0",
         "RELAY_ENGINE": "openai",  # no engine start-up cost; the knowledge still loads
         "OPENAI_API_KEY": "sk-test-unused",
         "RELAY_KNOWLEDGE_DIR": str(folder),
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relay.cli", "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert proc.stderr is not None
-
-    async def line_with(text: str) -> str:
-        async with asyncio.timeout(60 * TIME_SCALE):
-            async for raw in proc.stderr:  # type: ignore[union-attr]
-                if text in raw.decode():
-                    return raw.decode()
-        raise AssertionError(f"the relay never logged {text!r}")
-
-    try:
-        await line_with("relay listening")
+    async with relay_process("serve", env=env) as proc:
+        await read_line(proc.stderr, "relay listening")
         (folder / "returns.md").write_text("# Returning an item\n\nThirty days.\n")
         proc.send_signal(signal.SIGHUP)
-        assert '"passages":2' in await line_with("knowledge reloaded")
+        assert '"passages":2' in await read_line(proc.stderr, "knowledge reloaded")
         (folder / "broken.md").write_text("A: an answer without a question\n")
         proc.send_signal(signal.SIGHUP)
-        assert "broken.md:1: an answer without a question" in await line_with("knowledge reload failed")
+        assert "broken.md:1: an answer without a question" in await read_line(proc.stderr, "knowledge reload failed")
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=30 * TIME_SCALE)
         assert proc.returncode == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
