@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigurationError
+from .prompts import is_prompt_file
 
 _ASSETS: Traversable = files("relay") / "assets"
-_PROMPT_SUFFIXES = (".md", ".txt")
 
 Origin = Literal["setting", "working folder", "bundled"]
 
@@ -59,7 +59,7 @@ class DataDirs:
 
 
 def _has_prompt(folder: Path) -> bool:
-    return folder.is_dir() and any(p.suffix in _PROMPT_SUFFIXES and p.is_file() for p in folder.iterdir())
+    return folder.is_dir() and any(is_prompt_file(p) for p in folder.iterdir())
 
 
 def resolve_data_dirs(prompts: Path | None, knowledge: Path | None, *, cwd: Path | None = None) -> DataDirs:

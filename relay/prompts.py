@@ -21,6 +21,11 @@ _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SUFFIXES: Final = (".md", ".txt")
 
 
+def is_prompt_file(path: Path) -> bool:
+    """A file the library loads: `*.md` or `*.txt` whose stem is a valid prompt name."""
+    return path.suffix in _SUFFIXES and path.is_file() and bool(_NAME_RE.match(path.stem))
+
+
 class PromptError(ConfigurationError):
     """The prompts folder or the default prompt is unusable (fails startup)."""
 
@@ -45,7 +50,7 @@ class PromptLibrary:
             raise PromptError(f"prompts folder {directory} does not exist")
         prompts: dict[str, str] = {}
         for path in sorted(directory.iterdir()):
-            if path.suffix in _SUFFIXES and path.is_file() and _NAME_RE.match(path.stem):
+            if is_prompt_file(path):
                 text = path.read_text(encoding="utf-8").strip()
                 if text:
                     prompts.setdefault(path.stem, text)
