@@ -294,8 +294,7 @@ class CallBridge:
         answer = answer_tool_call(
             call, self._retriever, calls_this_turn=calls_this_turn, min_score=self._retrieval_min_score
         )
-        self.events["tool_calls" if answer.ok else "tool_errors"] += 1
-        if not answer.ok:
+        if not answer.ok:  # counted by the link (tool_errors)
             log.warning("knowledge tool call refused", extra={"output": answer.output[:200]})
         return answer
 
@@ -366,6 +365,9 @@ class CallBridge:
             "bytes_replayed": totals.replayed_bytes,
             "appends": totals.appends,
             "appends_merged": totals.merged_appends,
+            "tool_calls": totals.tool_calls,
+            "tool_errors": totals.tool_errors,
+            "agent_lines": {"sent": totals.context_sent, "not_sent": totals.context_dropped},
             "transcripts": self.transcripts,
             "suggestions": self.suggestions,
             "suggestions_empty": self.suggestions_empty,

@@ -240,7 +240,6 @@ class LocalConnector:
         self.recognizer = Recognizer(retriever.knowledge)
         self.min_score = min_score
         self.min_confidence = min_confidence
-        self.cards_withheld = 0  # retrieval found a passage, the recognizer's confidence did not hold
         self._ids = itertools.count(1)
 
     @property
@@ -308,7 +307,6 @@ class LocalSession:
         hits = engine.retriever.search(text, k=1, min_score=engine.min_score)
         if hits and heard.confidence < engine.min_confidence:
             hits = []  # a card from words the recognizer was unsure of is more often wrong than right
-            engine.cards_withheld += 1
         if hits:
             passage = hits[0].passage
             body = {

@@ -70,7 +70,7 @@ async def test_the_model_searches_the_knowledge_and_answers_with_its_sources(
     (suggestion,) = suggestions
     assert suggestion["answer"] == ANSWER["answer"]
     assert suggestion["sources"] == [{"id": REFUND_ID, "title": "Refund timing"}]
-    assert summary["events"]["tool_calls"] == 1 and summary["model_reconnects"] == 0
+    assert summary["tool_calls"] == 1 and summary["model_reconnects"] == 0
 
 
 async def test_bad_tool_calls_get_an_error_output_and_never_break_the_session(
@@ -96,7 +96,7 @@ async def test_bad_tool_calls_get_an_error_output_and_never_break_the_session(
     # After the third search the model may no longer call tools; it still answers.
     assert [r["tool_choice"] for r in session.response_creates] == ["auto", "auto", "none", "none"]
     assert len(suggestions) == 1 and summary["model_reconnects"] == 0 and summary["assist_failed"] is None
-    assert summary["events"]["tool_errors"] == 4
+    assert summary["tool_errors"] == 4
 
 
 async def test_a_search_that_finds_nothing_returns_no_passages(
@@ -149,3 +149,4 @@ async def test_both_sides_the_agents_words_reach_the_model_and_an_answered_quest
     assert shown == ["How long does a refund take?"]
     summary = relay.state.recent_summaries[-1]
     assert summary["suggestions_suppressed"] == 1 and fake_realtime.violations == []
+    assert summary["agent_lines"] == {"sent": 1, "not_sent": 0}
