@@ -177,7 +177,8 @@ class ModelLink:
         self._closing = False
         self._sessions_opened = 0
         self._retiring: set[asyncio.Task[None]] = set()
-        self._readers: set[asyncio.Task[None]] = set()
+        # Per-session tasks (event readers, context sends): finish() gives them a moment, then cancels.
+        self._session_tasks: set[asyncio.Task[None]] = set()
         self._current: _SessionWatch | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -234,11 +235,11 @@ class ModelLink:
         if self._current is not None:
             await self._current.session.close()
         # Let readers deliver what the closing session still said, then stop them.
-        if self._readers:
-            await asyncio.wait(list(self._readers), timeout=1.0)
-        for task in list(self._readers):
+        if self._session_tasks:
+            await asyncio.wait(list(self._session_tasks), timeout=1.0)
+        for task in list(self._session_tasks):
             task.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+        await asyncio.gather(*self._session_tasks, return_exceptions=True)
 
     async def _run(self) -> None:
         policy = self._policy
@@ -291,8 +292,8 @@ class ModelLink:
         self._sessions_opened += 1
         watch = _SessionWatch(session, self._clock(), expects_responses=not self._session_config.transcription_only)
         reader = asyncio.create_task(self._read(watch), name="model-reader")
-        self._readers.add(reader)
-        reader.add_done_callback(self._readers.discard)
+        self._session_tasks.add(reader)
+        reader.add_done_callback(self._session_tasks.discard)
         return watch
 
     async def _serve(self, watch: _SessionWatch) -> str:
@@ -442,8 +443,8 @@ class ModelLink:
             self.counters.context_dropped += 1
             return
         task = asyncio.create_task(self._send_context(watch, text), name="model-context")
-        self._readers.add(task)
-        task.add_done_callback(self._readers.discard)
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_tasks.discard)
 
     async def _send_context(self, watch: _SessionWatch, text: str) -> None:
         try:
