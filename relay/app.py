@@ -32,7 +32,11 @@ from .realtime import RealtimeConnector
 from .retrieval import Retriever
 from .settings import Settings
 from .state import RELAY, RelayState
+from .summarizer import ExtractiveSummarizer, OpenAISummarizer, Summarizer
+from .task_attributes import TaskAttributeWriter
 from .twilio_media import CloseCode
+from .wrapup import Dispositions
+from .wrapup_service import WrapUpService
 
 if TYPE_CHECKING:
     from twilio.rest import Client
@@ -74,6 +78,7 @@ def create_app(
         "knowledge loaded",
         extra={"folder": str(dirs.knowledge), "origin": dirs.knowledge_origin, "passages": len(knowledge.passages)},
     )
+    wrapup_files = _load_wrapup_files(settings, dirs) if settings.wrapup else None
     state = RelayState(settings=settings, prompts=prompts, retriever=Retriever(knowledge))
     if settings.twilio_auth_token is not None:
         state.request_validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
@@ -97,6 +102,8 @@ def create_app(
                 twilio_client=twilio_client,
                 flex_validator=flex_validator,
             )
+            if wrapup_files is not None:
+                state.wrapup = _wrapup_service(state, stack, *wrapup_files)
             _warm_up(state)
             _warn_about_open_doors(settings, state)
             lag_task = asyncio.create_task(monitor_loop_lag(state.metrics, record=state.loop_lag))
@@ -179,6 +186,56 @@ async def _set_up_adapters(
         )
 
 
+def _load_wrapup_files(settings: Settings, dirs: DataDirs) -> tuple[str, Dispositions]:
+    """The wrap-up's instructions and disposition codes, checked at startup (exit 2 if broken)."""
+    folder = dirs.wrapup
+    try:
+        instructions = (folder / "summary.md").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{folder / 'summary.md'}: cannot read the wrap-up instructions ({exc.strerror})"
+        ) from exc
+    dispositions = Dispositions.load(folder / "dispositions.yaml")
+    log.info(
+        "wrap-up configured",
+        extra={"folder": str(folder), "origin": dirs.wrapup_origin, "dispositions": list(dispositions.names)},
+    )
+    return instructions, dispositions
+
+
+def _wrapup_service(
+    state: RelayState, stack: contextlib.AsyncExitStack, instructions: str, dispositions: Dispositions
+) -> WrapUpService:
+    settings = state.settings
+    summarizer: Summarizer
+    if settings.effective_engine == "openai" and settings.openai_api_key is not None:
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(api_key=settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url)
+        stack.push_async_callback(client.close)
+        summarizer = OpenAISummarizer(
+            client,
+            model=settings.summary_model,
+            instructions=instructions,
+            token_budget=settings.summary_token_budget,
+            max_output_tokens=settings.summary_max_output_tokens,
+            max_attempts=settings.summary_max_attempts,
+            request_timeout_s=settings.summary_request_timeout_s,
+        )
+    else:
+        summarizer = ExtractiveSummarizer()
+    writer = TaskAttributeWriter(state.twilio_client) if state.twilio_client is not None else None
+    return WrapUpService(
+        summarizer,
+        dispositions,
+        deadline_s=settings.summary_deadline_s,
+        task_attribute=settings.task_summary_attribute,
+        task_writer=writer,
+        default_workspace_sid=settings.twilio_taskrouter_workspace_sid,
+        spawn=lambda coro: state.spawn(coro, name="task-wrapup"),
+    )
+
+
 def _twilio_client(settings: Settings) -> Client:
     assert settings.twilio_account_sid is not None and settings.twilio_auth_token is not None
     return make_twilio_client(
@@ -188,6 +245,7 @@ def _twilio_client(settings: Settings) -> Client:
         api_secret=settings.twilio_api_secret.get_secret_value() if settings.twilio_api_secret else None,
         api_base_url=settings.twilio_api_base_url,
         sync_base_url=settings.twilio_sync_base_url,
+        taskrouter_base_url=settings.twilio_taskrouter_base_url,
         timeout_s=settings.twilio_http_timeout_s,
     )
 

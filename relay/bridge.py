@@ -25,6 +25,8 @@ from typing import Any
 from sync_publisher import Channel, StreamReport, messages
 
 from .audio import Transcoder, make_transcoder
+from .call_record import CallRecord, GivenSuggestion, Line
+from .insights import Insight, InsightTracker, is_question, sentences
 from .knowledge_tool import SEARCH_TOOL, ToolAnswer, answer_tool_call
 from .model_events import (
     ModelError,
@@ -45,6 +47,8 @@ from .retrieval import DEFAULT_MIN_SCORE, Retriever
 from .settings import Settings
 from .suggestions import parse_model_answer
 from .twilio_media import Media, Start
+from .wrapup import WrapUpRequest, WrapUpResult
+from .wrapup_service import TaskRef, WrapUpService
 
 log = logging.getLogger("relay.bridge")
 
@@ -123,6 +127,8 @@ class CallBridge:
         agent_session_config: SessionConfig | None = None,
         retriever: Retriever | None = None,
         retrieval_min_score: float = DEFAULT_MIN_SCORE,
+        wrapup: WrapUpService | None = None,
+        task: TaskRef | None = None,
     ) -> None:
         self.call_sid = start.call_sid
         self.stream_sid = start.stream_sid
@@ -150,7 +156,15 @@ class CallBridge:
         self._recent: deque[str] = deque(maxlen=config.context_turns)
         self._last_speech_stopped: float | None = None
         self._last_question = ""
+        self._last_question_utterance: str | None = None
         self._finished = False
+        # What the call said and was offered, for its wrap-up; the live insights.
+        self.record = CallRecord()
+        self.insights = InsightTracker()
+        self.insights_published = 0
+        self._wrapup = wrapup
+        self.task = task  # the call's TaskRouter task, when known (stream parameter, TaskRouter)
+        self.wrapup_result: WrapUpResult | None = None
         self.link = ModelLink(connector, session_config, config.link, self)
         self._pipes = {ASSISTED_TRACK: _TrackPipe(self.link, make_transcoder(config.audio_format))}
         self.agent_link: ModelLink | None = None
@@ -228,11 +242,17 @@ class CallBridge:
                 return
             self.transcripts += 1
             self._recent.append(f"{speaker.capitalize()}: {text}")
+            passage_id = None
             if speaker == "customer":
                 self._last_question = text
+                self._last_question_utterance = event.item_id
+                if any(is_question(s) for s in sentences(text)):
+                    passage_id = self._passage_for(text)
             else:
-                self._on_agent_words(text)
+                passage_id = self._on_agent_words(text)
             self._channel.publish(messages.transcript(speaker, text, final=True, utterance_id=event.item_id))
+            self.record.add_line(Line(self._elapsed(), speaker, text, event.item_id, passage_id))
+            self._publish_insights(self.insights.on_line(speaker, text, event.item_id, passage_id))
             if self._config.log_transcripts:
                 log.info("transcript", extra={"speaker": speaker, "text": text})
         elif isinstance(event, TranscriptFailed):
@@ -241,7 +261,32 @@ class CallBridge:
         elif isinstance(event, ModelError):
             log.warning("transcription error", extra={"speaker": speaker, "code": event.code})
 
-    def _on_agent_words(self, text: str) -> None:
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self._started_at, 3)
+
+    def _passage_for(self, text: str) -> str | None:
+        if self._retriever is None:
+            return None
+        hits = self._retriever.search(text, k=1, min_score=self._retrieval_min_score)
+        return hits[0].passage.id if hits else None
+
+    def _publish_insights(self, found: list[Insight]) -> None:
+        for insight in found:
+            self.insights_published += 1
+            self._channel.publish(
+                messages.insight(
+                    insight.kind,
+                    insight.text,
+                    speaker=insight.speaker,
+                    utterance_id=insight.utterance_id,
+                    id=insight.key,
+                    answered=insight.answered,
+                    owner=insight.owner,
+                    due=insight.due,
+                )
+            )
+
+    def _on_agent_words(self, text: str) -> str | None:
         """What the agent said: the customer's session hears it (so the model does not suggest
         what was just answered), and the passage it covers is remembered so a suggestion
         from that passage is not shown again."""
@@ -250,10 +295,10 @@ class CallBridge:
             self.link.add_context_soon(f"Agent said: {text[:MAX_AGENT_LINE_CHARS]}")
         else:
             self.events["agent_lines_not_sent"] += 1  # bounded for long calls; re-seeds still carry them
-        if self._retriever is not None:
-            hits = self._retriever.search(text, k=1, min_score=self._retrieval_min_score)
-            if hits:
-                self._covered[hits[0].passage.id] = time.monotonic()
+        passage_id = self._passage_for(text)
+        if passage_id is not None:
+            self._covered[passage_id] = time.monotonic()
+        return passage_id
 
     def _already_answered(self, sources: list[dict[str, str]]) -> bool:
         horizon = time.monotonic() - COVERED_FOR_S
@@ -275,6 +320,11 @@ class CallBridge:
             self.suggestion_latencies.append(time.monotonic() - self._last_speech_stopped)
         suggestion_id = event.response_id or event.item_id
         self._channel.publish(messages.suggestion(question, parsed.answer, suggestion_id, sources=sources))
+        pairs = tuple((s["id"], s["title"]) for s in sources)
+        self.record.add_suggestion(GivenSuggestion(self._elapsed(), question, parsed.answer, pairs))
+        self._publish_insights(
+            self.insights.on_suggestion(tuple(s["id"] for s in sources), self._last_question_utterance)
+        )
         if self._config.log_transcripts:
             log.info("suggestion", extra={"question": question, "answer": parsed.answer})
 
@@ -325,9 +375,30 @@ class CallBridge:
             pipe.flush(final=True)
         self._finished = True
         await asyncio.gather(*(link.finish(self._config.flush_deadline_s) for link in self.links))
+        if self._wrapup is not None:
+            self.wrapup_result = await self._wrapup.compose(self._wrapup_request())
+            self._channel.publish(messages.summary(self.wrapup_result.message_body()))
         self._channel.publish(messages.status("ended", reason))
         report = await self._channel.close(self._config.flush_deadline_s)
+        if self._wrapup is not None and self.wrapup_result is not None:
+            self._wrapup.deliver_to_task(self.call_sid, self.task, self.wrapup_result)
         return self._summary(reason, report)
+
+    def _wrapup_request(self) -> WrapUpRequest:
+        assert self._wrapup is not None
+        titles: dict[str, str] = {}
+        if self._retriever is not None:
+            by_id = self._retriever.knowledge.by_id
+            ids = {line.passage_id for line in self.record.lines if line.passage_id is not None}
+            titles = {pid: by_id[pid].title for pid in ids if pid in by_id}
+        return WrapUpRequest(
+            call_sid=self.call_sid,
+            lines=tuple(self.record.lines),
+            suggestions=tuple(self.record.suggestions),
+            dispositions=self._wrapup.dispositions,
+            lines_not_kept=self.record.lines_dropped,
+            passage_titles=titles,
+        )
 
     def link_totals(self) -> LinkCounters:
         """The counters of every model link of the call (the assist session and, with both
@@ -379,8 +450,22 @@ class CallBridge:
             "model_errors": dict(link.errors),
             "assist_failed": self.link.failed,
             "events": dict(self.events),
+            "insights": self.insights_published,
             "sync": report.as_dict(),
         }
+        if self.task is not None:
+            summary["task_sid"] = self.task.task_sid
+        if self.wrapup_result is not None:
+            result = self.wrapup_result
+            summary["wrapup"] = {
+                "status": result.status,
+                "reason": result.reason or None,
+                "engine": result.engine,
+                "model": result.model,
+                "chunks": result.chunks,
+                "lines": result.lines,
+                **result.usage.as_dict(),
+            }
         if self.agent_link is not None:
             summary["agent_transcription"] = _link_summary(self.agent_link.counters, self.agent_link.failed)
         return summary
@@ -411,6 +496,7 @@ def build_bridge(
     channel: Channel,
     send_delays: RecentSamples | None,
     retriever: Retriever | None = None,
+    wrapup: WrapUpService | None = None,
 ) -> CallBridge:
     """A call's bridge as the settings describe it: prompt (the stream's `prompt` parameter
     may pick one), audio format, buffer and reconnect policy, agent transcription."""
@@ -458,4 +544,6 @@ def build_bridge(
         prompt_name=selection.name,
         retriever=retriever,
         retrieval_min_score=settings.retrieval_min_score,
+        wrapup=wrapup,
+        task=wrapup.task_for(start.custom_parameters) if wrapup is not None else None,
     )

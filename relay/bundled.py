@@ -10,7 +10,8 @@ Where the relay finds its prompts, first match wins:
 2. `./prompts` in the working folder, when it holds a prompt file;
 3. the bundled defaults.
 Knowledge: `RELAY_KNOWLEDGE_DIR`, else the chosen prompts folder's `knowledge/`, else the
-bundled knowledge base.
+bundled knowledge base. The wrap-up's instructions and disposition codes, likewise:
+`RELAY_WRAPUP_DIR`, else `<prompts>/wrapup/`, else the bundled ones.
 """
 
 from __future__ import annotations
@@ -56,13 +57,17 @@ class DataDirs:
     prompts_origin: Origin
     knowledge: Path
     knowledge_origin: Origin
+    wrapup: Path
+    wrapup_origin: Origin
 
 
 def _has_prompt(folder: Path) -> bool:
     return folder.is_dir() and any(is_prompt_file(p) for p in folder.iterdir())
 
 
-def resolve_data_dirs(prompts: Path | None, knowledge: Path | None, *, cwd: Path | None = None) -> DataDirs:
+def resolve_data_dirs(
+    prompts: Path | None, knowledge: Path | None, wrapup: Path | None = None, *, cwd: Path | None = None
+) -> DataDirs:
     """Apply the lookup order above. Configured folders were checked by the settings."""
     prompts_origin: Origin
     if prompts is not None:
@@ -78,4 +83,11 @@ def resolve_data_dirs(prompts: Path | None, knowledge: Path | None, *, cwd: Path
         knowledge_dir, knowledge_origin = prompts_dir / "knowledge", prompts_origin
     else:
         knowledge_dir, knowledge_origin = bundled_prompts_dir() / "knowledge", "bundled"
-    return DataDirs(prompts_dir, prompts_origin, knowledge_dir, knowledge_origin)
+    wrapup_origin: Origin
+    if wrapup is not None:
+        wrapup_dir, wrapup_origin = wrapup, "setting"
+    elif (prompts_dir / "wrapup").is_dir():
+        wrapup_dir, wrapup_origin = prompts_dir / "wrapup", prompts_origin
+    else:
+        wrapup_dir, wrapup_origin = bundled_prompts_dir() / "wrapup", "bundled"
+    return DataDirs(prompts_dir, prompts_origin, knowledge_dir, knowledge_origin, wrapup_dir, wrapup_origin)

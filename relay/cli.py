@@ -127,7 +127,34 @@ def _format(message: dict[str, Any]) -> str | None:
         return f"  → suggestion: {message.get('question')}\n                {message.get('answer')}{cited}"
     if kind == "status":
         return f"  [{message.get('state')}] {message.get('reason')}"
+    if kind == "insight":
+        flag = " (answered)" if message.get("answered") else ""
+        if message.get("answered") and message.get("kind") == "question":
+            return f"  ✓ answered: {message.get('text')}"
+        return f"  • {str(message.get('kind', '')).replace('_', ' ')}: {message.get('text')}{flag}"
+    if kind == "summary":
+        return _format_summary(message)
     return None
+
+
+def _format_summary(message: dict[str, Any]) -> str:
+    if message.get("status") != "ok":
+        return f"  wrap-up failed: {message.get('reason')}"
+    lines = ["  ── wrap-up ──", f"  {message.get('summary')}"]
+    for question in message.get("questions") or []:
+        mark = "answered" if question.get("answered") else "open"
+        lines.append(f"    question ({mark}): {question.get('text')}")
+    for item in message.get("action_items") or []:
+        due = f" (due {item['due']})" if item.get("due") else ""
+        lines.append(f"    action ({item.get('owner')}): {item.get('text')}{due}")
+    for follow_up in message.get("follow_ups") or []:
+        lines.append(f"    follow-up: {follow_up}")
+    sentiment = message.get("sentiment") or {}
+    lines.append(
+        f"    topics: {', '.join(message.get('topics') or []) or '-'}; sentiment {sentiment.get('start')} → "
+        f"{sentiment.get('end')}; disposition {message.get('disposition')}"
+    )
+    return "\n".join(lines)
 
 
 async def _watch_console(http_base: str, call_sid: str, out: list[dict[str, Any]]) -> None:

@@ -269,6 +269,7 @@ class MediaConnection:
             channel=state.open_channel(start.call_sid),
             send_delays=state.send_delay,
             retriever=state.retriever,
+            wrapup=state.wrapup,
         )
         self.handle = CallHandle(bridge=bridge, owner=self.ws)
         state.calls[start.call_sid] = self.handle

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sync_publisher import PublisherStats
 
     from .bridge import CallBridge
+    from .wrapup_service import WrapUpStats
 
 
 @dataclass(slots=True)
@@ -85,7 +86,9 @@ class RelayCollector(Collector):
         send_delay: RecentSamples | None = None,
         suggestion_latency: RecentSamples | None = None,
         knowledge_passages: Callable[[], int] = lambda: 0,
+        wrapup_stats: Callable[[], WrapUpStats | None] = lambda: None,
     ) -> None:
+        self._wrapup = wrapup_stats
         self._loop_lag = loop_lag
         self._send_delay = send_delay
         self._suggestion_latency = suggestion_latency
@@ -140,9 +143,7 @@ class RelayCollector(Collector):
         yield _labelled("relay_media_events", "Non-audio Media Streams events, by name", "event", stats.media_events)
         yield _labelled("relay_stream_callbacks", "Stream status callbacks, by event", "event", stats.stream_callbacks)
         yield _labelled("relay_flex_auth", "Flex token checks, by outcome", "outcome", stats.flex_auth)
-        yield _labelled(
-            "relay_knowledge_reloads", "Knowledge reloads, by outcome", "outcome", stats.knowledge_reloads
-        )
+        yield _labelled("relay_knowledge_reloads", "Knowledge reloads, by outcome", "outcome", stats.knowledge_reloads)
         yield _gauge("relay_knowledge_passages", "Knowledge passages in force", self._knowledge_passages())
         yield _counter(
             "relay_streams_replaced",
@@ -166,6 +167,25 @@ class RelayCollector(Collector):
             f"{SUGGESTION_WINDOW} suggestions of finished calls (quantile 1 is the max)",
             self._suggestion_latency,
         )
+        wrapup = self._wrapup()
+        if wrapup is not None:
+            yield _labelled(
+                "relay_wrapups", "Wrap-ups composed, by outcome (failed:<reason>)", "outcome", wrapup.results
+            )
+            yield _labelled("relay_wrapup_tokens", "Tokens the wrap-up model used, by kind", "kind", wrapup.tokens)
+            yield _counter("relay_wrapup_requests", "Wrap-up model requests (retries included)", wrapup.requests)
+            yield _counter("relay_wrapup_retries", "Wrap-up model requests retried", wrapup.retries)
+            yield _labelled(
+                "relay_wrapup_task_writes",
+                "Wrap-ups written to TaskRouter tasks, by outcome",
+                "outcome",
+                wrapup.task_writes,
+            )
+            yield from _recent(
+                "relay_wrapup_latency_recent_seconds",
+                "From the call's end (model links closed) to its wrap-up composed (quantile 1 is the max)",
+                wrapup.latency,
+            )
         publisher = self._publisher()
         if publisher is not None:
             yield _counter("relay_sync_published", "Sync messages accepted", publisher.published)

@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     # The customer's OpenAI session searches the knowledge through a function tool.
     knowledge_tool: bool = Field(True, validation_alias=_env("RELAY_KNOWLEDGE_TOOL"))
 
+    # --- Wrap-up (after the call)
+    wrapup: bool = Field(True, validation_alias=_env("RELAY_WRAPUP"))
+    summary_model: str = Field("gpt-5-mini", validation_alias=_env("RELAY_SUMMARY_MODEL"))
+    # Unset: the prompts folder's `wrapup/` (summary.md, dispositions.yaml), else the bundled one.
+    wrapup_dir: Path | None = Field(None, validation_alias=_env("RELAY_WRAPUP_DIR"))
+    summary_deadline_s: float = Field(30.0, gt=0, le=600, validation_alias=_env("RELAY_SUMMARY_DEADLINE_S"))
+    summary_request_timeout_s: float = Field(20.0, gt=0, validation_alias=_env("RELAY_SUMMARY_REQUEST_TIMEOUT_S"))
+    summary_max_attempts: int = Field(3, ge=1, le=10, validation_alias=_env("RELAY_SUMMARY_MAX_ATTEMPTS"))
+    summary_token_budget: int = Field(12_000, ge=1000, validation_alias=_env("RELAY_SUMMARY_TOKEN_BUDGET"))
+    summary_max_output_tokens: int = Field(2_000, ge=256, validation_alias=_env("RELAY_SUMMARY_MAX_OUTPUT_TOKENS"))
+    task_summary_attribute: str = Field(
+        "assist_wrapup", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", validation_alias=_env("RELAY_TASK_SUMMARY_ATTRIBUTE")
+    )
+
     # --- Prompts
     # Unset: `./prompts` when the working folder has one, else the bundled defaults.
     prompts_dir: Path | None = Field(None, validation_alias=_env("RELAY_PROMPTS_DIR"))
@@ -73,6 +87,10 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias=_env("TWILIO_API_BASE_URL"))
     twilio_sync_base_url: str = Field("https://sync.twilio.com", validation_alias=_env("TWILIO_SYNC_BASE_URL"))
     twilio_iam_base_url: str = Field("https://iam.twilio.com", validation_alias=_env("TWILIO_IAM_BASE_URL"))
+    twilio_taskrouter_base_url: str = Field(
+        "https://taskrouter.twilio.com", validation_alias=_env("TWILIO_TASKROUTER_BASE_URL")
+    )
+    twilio_taskrouter_workspace_sid: str | None = Field(None, validation_alias=_env("TWILIO_TASKROUTER_WORKSPACE_SID"))
     twilio_webhook_shared_key: SecretStr | None = Field(None, validation_alias=_env("RELAY_TWILIO_WEBHOOK_SHARED_KEY"))
     twilio_http_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_TWILIO_HTTP_TIMEOUT_S"))
 
@@ -133,7 +151,7 @@ class Settings(BaseSettings):
             raise ValueError("a wildcard origin is not allowed; list the Flex origins explicitly")
         return value
 
-    @field_validator("prompts_dir", "knowledge_dir")
+    @field_validator("prompts_dir", "knowledge_dir", "wrapup_dir")
     @classmethod
     def _folder_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():
@@ -184,7 +202,7 @@ class Settings(BaseSettings):
 
     def data_dirs(self) -> DataDirs:
         """The prompts and knowledge folders in force (settings, working folder, or bundled)."""
-        return resolve_data_dirs(self.prompts_dir, self.knowledge_dir)
+        return resolve_data_dirs(self.prompts_dir, self.knowledge_dir, self.wrapup_dir)
 
     @property
     def twilio_configured(self) -> bool:

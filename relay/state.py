@@ -25,6 +25,7 @@ from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, 
 from .recent import RecentSamples
 from .retrieval import Retriever
 from .settings import Settings
+from .wrapup_service import WrapUpService
 
 if TYPE_CHECKING:
     from twilio.rest import Client
@@ -65,6 +66,7 @@ class RelayState:
     request_validator: RequestValidator | None = None
     twilio_client: Client | None = None
     flex_validator: FlexTokenValidator | None = None
+    wrapup: WrapUpService | None = None  # the end-of-call wrap-up, unless RELAY_WRAPUP=false
     # Calls (media_ws): live by CallSid, and those still flushing after their socket closed.
     calls: dict[str, CallHandle] = field(default_factory=dict)
     finishing: set[CallHandle] = field(default_factory=set)
@@ -83,6 +85,7 @@ class RelayState:
             send_delay=self.send_delay,
             suggestion_latency=self.suggestion_latency,
             knowledge_passages=lambda: len(self.knowledge.passages),
+            wrapup_stats=lambda: self.wrapup.stats if self.wrapup is not None else None,
         )
         self.metrics = Metrics(collector)
 

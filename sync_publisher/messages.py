@@ -24,6 +24,8 @@ class Kind(enum.Enum):
     SUGGESTION = "suggestion"
     TRANSCRIPT = "transcript"
     STATUS = "status"
+    INSIGHT = "insight"
+    SUMMARY = "summary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +82,34 @@ def status(state: str, reason: str, **extra: Any) -> Outgoing:
     return Outgoing(Kind.STATUS, body, final=True)
 
 
+def insight(kind: str, text: str, *, speaker: str, utterance_id: str, **extra: Any) -> Outgoing:
+    """A live insight: the customer's question (with `answered`), an action item or a
+    follow-up. A later insight with the same `id` updates it (a question becomes answered)."""
+    body: dict[str, Any] = {"kind": kind, "text": text, "speaker": speaker, "utterance_id": utterance_id}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Outgoing(Kind.INSIGHT, body, final=True)
+
+
+def summary(body: dict[str, Any]) -> Outgoing:
+    """The call's wrap-up (`status`, `summary`, `questions`, `action_items`, …)."""
+    return Outgoing(Kind.SUMMARY, dict(body), final=True)
+
+
 def _legacy_transcript(question: str, answer: str) -> str:
     return orjson.dumps({"question": question, "answer": answer}).decode()
 
 
 # ---------------------------------------------------------------------------- splitting
 
-_SPLIT_FIELD: Final = {Kind.SUGGESTION: "answer", Kind.TRANSCRIPT: "text", Kind.STATUS: "reason"}
+_SPLIT_FIELD: Final = {
+    Kind.SUGGESTION: "answer",
+    Kind.TRANSCRIPT: "text",
+    Kind.STATUS: "reason",
+    Kind.INSIGHT: "text",
+    Kind.SUMMARY: "summary",
+}
+# A summary's lists are shared out over its parts: joining parts concatenates each list.
+_SUMMARY_LISTS: Final = ("questions", "action_items", "follow_ups", "topics")
 # Worst case for seq/part/parts digits, so a part measured now still fits once numbered.
 _PLACEHOLDER_SEQ: Final = 10**12
 _PLACEHOLDER_PART: Final = (999, 999)
@@ -107,7 +130,14 @@ def split(item: Outgoing, call_sid: str, limit: int = MAX_MESSAGE_BYTES) -> list
     """
     if fits(item, call_sid, limit):
         return [item]
-    field_name = _SPLIT_FIELD[item.kind]
+    if item.kind is Kind.SUMMARY:
+        return _split_summary(item, call_sid, limit)
+    return _split_text(item, call_sid, limit, _SPLIT_FIELD[item.kind])
+
+
+def _split_text(item: Outgoing, call_sid: str, limit: int, field_name: str) -> list[Outgoing]:
+    if fits(item, call_sid, limit):
+        return [item]
     text = str(item.body.get(field_name, ""))
     pieces: list[str] = []
     start = 0
@@ -138,3 +168,35 @@ def _part(item: Outgoing, field_name: str, piece: str, part: tuple[int, int]) ->
 def _piece_fits(item: Outgoing, call_sid: str, field_name: str, piece: str, limit: int) -> bool:
     candidate = _part(item, field_name, piece, _PLACEHOLDER_PART)
     return len(encode(candidate.with_seq(call_sid, _PLACEHOLDER_SEQ))) <= limit
+
+
+def _split_summary(item: Outgoing, call_sid: str, limit: int) -> list[Outgoing]:
+    """A wrap-up too big for one message: the first parts carry the fixed fields and the
+    `summary` text (cut like any text), the list items are packed into parts in order.
+    Every part repeats the scalar fields (status, disposition, sentiment, …); a client joins
+    the parts by concatenating `summary` and each list."""
+    scalars = {k: v for k, v in item.body.items() if k not in _SUMMARY_LISTS and k != "summary"}
+    empty_lists: dict[str, list[Any]] = {k: [] for k in _SUMMARY_LISTS if k in item.body}
+    text_item = replace(item, body={**scalars, **empty_lists, "summary": str(item.body.get("summary", ""))})
+    if _piece_fits(text_item, call_sid, "summary", text_item.body["summary"], limit):
+        bodies = [dict(text_item.body)]
+    else:
+        bodies = [dict(p.body) for p in _split_text(text_item, call_sid, limit, "summary")]
+    for body in bodies:  # each part gets lists of its own
+        body.update({k: [] for k in empty_lists})
+    current = bodies[-1]
+    for name in _SUMMARY_LISTS:
+        for value in item.body.get(name, []):
+            current[name].append(value)
+            probe = replace(item, body=current, part=_PLACEHOLDER_PART)
+            if len(encode(probe.with_seq(call_sid, _PLACEHOLDER_SEQ))) <= limit:
+                continue
+            current[name].pop()
+            current = {**scalars, **{k: [] for k in empty_lists}, "summary": ""}
+            current[name].append(value)
+            probe = replace(item, body=current, part=_PLACEHOLDER_PART)
+            if len(encode(probe.with_seq(call_sid, _PLACEHOLDER_SEQ))) > limit:
+                raise ValueError(f"one {name} entry of the summary does not fit in a message")
+            bodies.append(current)
+    total = len(bodies)
+    return [replace(item, body=body, part=(i + 1, total)) for i, body in enumerate(bodies)]

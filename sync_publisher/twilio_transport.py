@@ -38,6 +38,7 @@ def make_twilio_client(
     api_secret: str | None = None,
     api_base_url: str | None = None,
     sync_base_url: str | None = None,
+    taskrouter_base_url: str | None = None,
     timeout_s: float = 10.0,
 ) -> Client:
     """An async-capable twilio `Client` whose domains point where the settings say."""
@@ -50,6 +51,8 @@ def make_twilio_client(
         client.api.base_url = api_base_url.rstrip("/")
     if sync_base_url:
         client.sync.base_url = sync_base_url.rstrip("/")
+    if taskrouter_base_url:
+        client.taskrouter.base_url = taskrouter_base_url.rstrip("/")
     return client
 
 
