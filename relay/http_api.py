@@ -31,6 +31,8 @@ from .state import RELAY, RelayState
 log = logging.getLogger("relay.http")
 
 CALL_SID_RE = re.compile(r"^CA[0-9a-fA-F]{32}$")
+TASK_SID_RE = re.compile(r"^WT[0-9a-fA-F]{32}$")
+WORKSPACE_SID_RE = re.compile(r"^WS[0-9a-fA-F]{32}$")
 STREAM_EVENTS = frozenset({"stream-started", "stream-stopped", "stream-error"})
 _MAX_BODY = 64 * 1024
 
@@ -171,7 +173,9 @@ def stream_name(call_sid: str) -> str:
     return f"assist_{call_sid}"
 
 
-async def _start_assist(state: RelayState, call_sid: str) -> web.Response:
+async def _start_assist(state: RelayState, call_sid: str, task: dict[str, str] | None = None) -> web.Response:
+    """Start the call's assist stream. `task` (`TaskSid`, `WorkspaceSid`), when the plugin
+    knows it, rides along as stream parameters so the wrap-up can be written to the task."""
     settings = state.settings
     client = state.twilio_client
     ws_url = settings.media_ws_public_url(f"/ws/{call_sid}")
@@ -185,6 +189,7 @@ async def _start_assist(state: RelayState, call_sid: str) -> web.Response:
             track=settings.stream_track,
             status_callback=callback,
             status_callback_method="POST",
+            **_stream_parameters(task or {}),
         )
     except TwilioRestException as exc:
         if exc.status == 400 and "already" in str(exc.msg).lower():
@@ -199,6 +204,15 @@ async def _start_assist(state: RelayState, call_sid: str) -> web.Response:
         return _error(502, "Twilio could not be reached")
     log.info("assist stream started", extra={"call_sid": call_sid, "stream_sid": stream.sid})
     return web.json_response({"result": True, "stream_sid": stream.sid})
+
+
+def _stream_parameters(values: dict[str, str]) -> dict[str, str]:
+    """`{"TaskSid": "WT…"}` → the SDK's `parameter1_name="TaskSid", parameter1_value="WT…"`."""
+    arguments: dict[str, str] = {}
+    for i, (name, value) in enumerate(values.items(), 1):
+        arguments[f"parameter{i}_name"] = name
+        arguments[f"parameter{i}_value"] = value
+    return arguments
 
 
 async def _stop_assist(state: RelayState, call_sid: str) -> web.Response:
@@ -252,7 +266,17 @@ async def _control(request: web.Request, call_sid: str, action: str | None) -> w
         return _error(400, "callSid must look like CA followed by 32 hex digits")
     action = action or fields.get("action")
     if action == "start":
-        return await _start_assist(state, call_sid)
+        task: dict[str, str] = {}
+        for field, pattern, name in (
+            ("taskSid", TASK_SID_RE, "TaskSid"),
+            ("workspaceSid", WORKSPACE_SID_RE, "WorkspaceSid"),
+        ):
+            value = fields.get(field)
+            if value is not None and not pattern.match(value):
+                return _error(400, f"{field} must look like {name[:2].upper()} followed by 32 hex digits")
+            if value:
+                task[name] = value
+        return await _start_assist(state, call_sid, task)
     if action == "stop":
         return await _stop_assist(state, call_sid)
     return _error(400, "action must be start or stop")

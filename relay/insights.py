@@ -37,7 +37,7 @@ _QUESTION_RE: Final = re.compile(
     rf"|^(?:(?:and|also|so|but|ok|okay|well|um|uh|hi|hello)[, ]+)*"
     rf"(?:is|are|am|was|were|do|does|did|can|could|would|will|should|shall|may|might|have|has|"
     rf"isn't|aren't|don't|doesn't|didn't|won't|can't)\s+{_PRONOUN}\b"
-    r"|\b(?:i (?:want|would like|'d like|need) to know|tell me|any idea)\b",
+    r"|\b(?:i(?:'d| would) like to know|i (?:want|need) to know|tell me|any idea)\b",
     re.IGNORECASE,
 )
 _DUE_RE: Final = re.compile(

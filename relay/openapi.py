@@ -35,6 +35,16 @@ _STREAM_BODY = {
         "action": {"enum": ["start", "stop"]},
         "callSid": {"type": "string", "pattern": "^CA[0-9a-fA-F]{32}$"},
         "Token": {"type": "string", "description": "Flex SSO token (or Authorization: Bearer)"},
+        "taskSid": {
+            "type": "string",
+            "pattern": "^WT[0-9a-fA-F]{32}$",
+            "description": "start: the call's TaskRouter task; its wrap-up is written to the task's attributes",
+        },
+        "workspaceSid": {
+            "type": "string",
+            "pattern": "^WS[0-9a-fA-F]{32}$",
+            "description": "start: the task's workspace (default TWILIO_TASKROUTER_WORKSPACE_SID)",
+        },
     },
 }
 _RESULT = {"type": "object", "properties": {"result": {"const": True}}, "required": ["result"]}

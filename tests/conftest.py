@@ -74,6 +74,7 @@ def relay_settings(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, *
         "twilio_api_base_url": fake_twilio.base_url,
         "twilio_sync_base_url": fake_twilio.base_url,
         "twilio_iam_base_url": fake_twilio.base_url,
+        "twilio_taskrouter_base_url": fake_twilio.base_url,
         "public_url": PUBLIC_URL,
         "use_uvloop": False,
         "reconnect_initial_delay_s": 0.05,

@@ -111,6 +111,16 @@ async def test_console_shows_transcripts_and_suggestion_cards_live(offline_relay
         sources = await asyncio.to_thread(_count, driver, ".suggestion .src:not(:empty)")
         assert sources == cards and "Source: Where is my order?" in text  # each card names its passage
         assert spec.call_sid in text
+        # The wrap-up is shown under the call: each question with its mark, topics, disposition.
+        [wrapup] = [m for m in published if m["type"] == "summary"]
+        box = await asyncio.to_thread(lambda: driver.find_element("css selector", ".wrapup").text)
+        assert f"Wrap-up · {wrapup['disposition']}" in box and wrapup["summary"] in box
+        answered = await asyncio.to_thread(_count, driver, ".wrapup .item.question.answered")
+        assert answered == sum(q["answered"] for q in wrapup["questions"]) >= 3
+        assert "Topics: " + ", ".join(wrapup["topics"]) in box
+        # Live question insights: one row per question, marked once answered.
+        questions = {m["id"] for m in published if m["type"] == "insight" and m["kind"] == "question"}
+        assert await asyncio.to_thread(_count, driver, ".insight.question") == len(questions) >= 3
     finally:
         await asyncio.to_thread(driver.quit)
         shutil.rmtree(profile, ignore_errors=True)

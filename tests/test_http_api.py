@@ -177,6 +177,24 @@ async def test_start_then_stop_makes_exactly_the_functions_rest_calls(
     ]
 
 
+async def test_a_start_naming_the_task_passes_it_as_stream_parameters(
+    relay: RunningRelay, fake_twilio: FakeTwilio
+) -> None:
+    task, workspace = "WT" + "a" * 32, "WS" + "b" * 32
+    start = {
+        "action": "start",
+        "callSid": CALL,
+        "Token": "flex-token-agent",
+        "taskSid": task,
+        "workspaceSid": workspace,
+    }
+    status, _, _ = await _post(relay.http_url("/stream"), json=start)
+    assert status == 200
+    [(_, _, form)] = fake_twilio.state.rest_calls
+    assert (form["Parameter1.Name"], form["Parameter1.Value"]) == ("TaskSid", task)
+    assert (form["Parameter2.Name"], form["Parameter2.Value"]) == ("WorkspaceSid", workspace)
+
+
 async def test_a_second_start_creates_no_second_stream(relay: RunningRelay, fake_twilio: FakeTwilio) -> None:
     start = {"action": "start", "callSid": CALL, "Token": "flex-token-agent"}
     first = await _post(relay.http_url("/stream"), json=start)
@@ -214,6 +232,14 @@ async def test_twilio_errors_map_to_clear_answers(
     [
         {"action": "start", "callSid": "CA123", "Token": "flex-token-agent"},
         {"action": "explode", "callSid": CALL, "Token": "flex-token-agent"},
+        {"action": "start", "callSid": CALL, "Token": "flex-token-agent", "taskSid": "WT123"},
+        {
+            "action": "start",
+            "callSid": CALL,
+            "Token": "flex-token-agent",
+            "taskSid": "WT" + "a" * 32,
+            "workspaceSid": "x",
+        },
     ],
 )
 async def test_bad_stream_requests_are_400(relay: RunningRelay, payload: dict[str, str]) -> None:

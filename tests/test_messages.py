@@ -72,6 +72,58 @@ def test_every_part_fits_and_the_text_survives(text: str) -> None:
     assert "".join(p.body["text"] for p in parts) == text
 
 
+def test_insight_shape_leaves_out_unset_fields() -> None:
+    body = messages.insight(
+        "question", "Where is my order?", speaker="customer", utterance_id="item_3", answered=False, owner=None
+    ).with_seq(CALL, 4)
+    assert body == {
+        "v": 1,
+        "type": "insight",
+        "call_sid": CALL,
+        "seq": 4,
+        "kind": "question",
+        "text": "Where is my order?",
+        "speaker": "customer",
+        "utterance_id": "item_3",
+        "answered": False,
+    }
+
+
+_SUMMARY_LISTS = ("questions", "action_items", "follow_ups", "topics")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.text(max_size=6000),
+    st.lists(st.text(max_size=600), max_size=30),
+    st.lists(st.text(max_size=300), max_size=20),
+    st.lists(st.text(max_size=60), max_size=5),
+)
+def test_a_summary_of_any_size_splits_into_parts_that_join_back(
+    summary: str, questions: list[str], follow_ups: list[str], topics: list[str]
+) -> None:
+    body = {
+        "status": "ok",
+        "summary": summary,
+        "questions": [{"text": q, "answered": bool(i % 2)} for i, q in enumerate(questions)],
+        "action_items": [{"owner": "agent", "text": f, "due": None} for f in follow_ups],
+        "follow_ups": follow_ups,
+        "topics": topics,
+        "sentiment": {"start": "neutral", "end": "positive"},
+        "disposition": "resolved",
+        "engine": "openai",
+    }
+    parts = [p.with_seq(CALL, 10**9) for p in messages.split(messages.summary(body), CALL)]
+    assert all(len(messages.encode(p)) <= 4096 for p in parts)
+    assert "".join(p["summary"] for p in parts) == summary
+    for name in _SUMMARY_LISTS:
+        assert [item for p in parts for item in p[name]] == body[name]
+    for p in parts:  # every part says what it is part of
+        assert (p["status"], p["disposition"], p["sentiment"]) == ("ok", "resolved", body["sentiment"])
+    if len(parts) > 1:
+        assert [p["part"] for p in parts] == list(range(1, len(parts) + 1))
+
+
 def test_sliding_window_never_admits_more_than_the_limit_per_window() -> None:
     limiter = SlidingWindowLimiter(30, 1.0)
     now, sent = 0.0, []

@@ -76,10 +76,24 @@ async def test_the_sample_call_produces_the_expected_knowledge_base_answers(offl
     assert len(finals) >= len(suggestions) and all(e["speaker"] == "customer" for e in finals)
     summary = state.recent_summaries[-1]
     assert summary["frames_in"] == summary["frames_forwarded"] + sum(summary["frames_dropped"].values())
+    # The offline wrap-up, before `ended`: each question the cards answered, and their topics.
+    [wrapup] = [e for e in mine if e["type"] == "summary"]
+    assert mine[-1]["state"] == "ended" and mine.index(wrapup) == len(mine) - 2
+    assert wrapup["status"] == "ok" and wrapup["engine"] == "local"
+    assert len(wrapup["questions"]) == len(suggestions) and all(q["answered"] for q in wrapup["questions"])
+    assert set(wrapup["topics"]) == {pid.split(".")[0] for pid in _cited(mine)}
+    assert wrapup["disposition"] in ("order_issue", "refund_or_return", "account_access")
+    questions = [e for e in mine if e["type"] == "insight" and e["kind"] == "question"]
+    assert {q["utterance_id"] for q in questions} <= {e["id"] for e in finals}
+    assert summary["wrapup"]["status"] == "ok" and summary["insights"] == sum(e["type"] == "insight" for e in mine)
     # The history endpoint the console starts from holds the same call.
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{offline_relay.port}/console/calls") as r:
         calls = (await r.json())["calls"]
     assert [c["call_sid"] for c in calls] == [spec.call_sid]
+
+
+def _cited(messages: list[dict[str, object]]) -> set[str]:
+    return {str(s["id"]) for m in messages if m["type"] == "suggestion" for s in m["sources"]}  # type: ignore[attr-defined]
 
 
 async def test_console_page_and_its_files_are_served(offline_relay: TestServer) -> None:

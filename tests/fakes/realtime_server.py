@@ -23,6 +23,8 @@ from aiohttp import WSMsgType, web
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from .responses_api import FakeResponses
+
 CLIENT_EVENTS: TypeAdapter[Any] = TypeAdapter(RealtimeClientEvent)
 SERVER_EVENTS: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
 
@@ -126,12 +128,15 @@ class FakeRealtimeServer:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.keep_audio = True  # load runs count bytes instead of keeping them
+        # The Responses API (wrap-ups) on the same base URL, as on api.openai.com.
+        self.responses = FakeResponses(api_key=self.behaviour.api_key)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = web.Application()
         app.router.add_get("/v1/realtime", self._handle)
+        self.responses.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -154,7 +159,7 @@ class FakeRealtimeServer:
 
     @property
     def violations(self) -> list[str]:
-        return [v for s in self.sessions for v in s.violations]
+        return [v for s in self.sessions for v in s.violations] + self.responses.violations
 
     def audio(self) -> bytes:
         return b"".join(bytes(s.audio) for s in self.sessions)

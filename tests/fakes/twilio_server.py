@@ -1,4 +1,5 @@
-"""A fake Twilio on loopback: Sync streams, IAM token validation, Calls/Streams REST.
+"""A fake Twilio on loopback: Sync streams, IAM token validation, Calls/Streams REST,
+TaskRouter Tasks (fetch/update with `ETag` / `If-Match`, 412 code 20412 on a stale version).
 
 Answers with Twilio's bodies, status codes and error codes (error body
 `{"code", "message", "more_info", "status"}`), checks HTTP Basic auth, and records what
@@ -77,6 +78,14 @@ class FakeTwilioState:
     rest_calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     api_faults: deque[Fault] = field(default_factory=deque)
     unauthorized: int = 0
+    # TaskRouter
+    workspace_sid: str = "WS" + "4" * 32
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # WT… → resource (attributes: JSON str)
+    task_versions: dict[str, int] = field(default_factory=dict)  # WT… → version (the ETag)
+    task_requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (method, sid, form+headers)
+    task_faults: deque[Fault] = field(default_factory=deque)
+    # Another writer changes the task right after each of the next N fetches (→ 412 on update).
+    concurrent_edits: int = 0
 
 
 class FakeTwilio:
@@ -98,6 +107,9 @@ class FakeTwilio:
         base = "/2010-04-01/Accounts/{account}/Calls/{call}"
         app.router.add_post(base + "/Streams.json", self._start_media_stream)
         app.router.add_post(base + "/Streams/{stream}.json", self._update_media_stream)
+        task = "/v1/Workspaces/{workspace}/Tasks/{task}"
+        app.router.add_get(task, self._fetch_task)
+        app.router.add_post(task, self._update_task)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -355,6 +367,94 @@ class FakeTwilio:
         stream["status"] = "stopped"
         stream["date_updated"] = formatdate(usegmt=True)
         return web.json_response(stream)
+
+
+    # ------------------------------------------------------------------ TaskRouter: Tasks
+
+    def add_task(self, attributes: dict[str, Any], *, sid: str | None = None, status: str = "assigned") -> str:
+        sid = sid or self._sid("WT")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ws = self.state.workspace_sid
+        self.state.tasks[sid] = {
+            "account_sid": self.state.account_sid,
+            "age": 25,
+            "assignment_status": status,
+            "attributes": json.dumps(attributes),
+            "date_created": now,
+            "date_updated": now,
+            "task_queue_entered_date": now,
+            "priority": 0,
+            "reason": None,
+            "sid": sid,
+            "task_queue_sid": "WQ" + "5" * 32,
+            "task_channel_sid": "TC" + "6" * 32,
+            "task_channel_unique_name": "voice",
+            "timeout": 86400,
+            "workflow_sid": "WW" + "7" * 32,
+            "workflow_friendly_name": "Assign to Anyone",
+            "workspace_sid": ws,
+            "url": f"https://taskrouter.twilio.com/v1/Workspaces/{ws}/Tasks/{sid}",
+            "links": {"reservations": f"https://taskrouter.twilio.com/v1/Workspaces/{ws}/Tasks/{sid}/Reservations"},
+        }
+        self.state.task_versions[sid] = 0
+        return sid
+
+    def task_attributes(self, sid: str) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.state.tasks[sid]["attributes"])
+        return value
+
+    def _task_or_error(self, request: web.Request) -> tuple[dict[str, Any] | None, web.Response | None]:
+        if not self._authorized(request):
+            return None, self._deny()
+        if self.state.task_faults:
+            fault = self.state.task_faults.popleft()
+            return None, twilio_error(fault.status, fault.code, fault.message)
+        task = self.state.tasks.get(request.match_info["task"])
+        if task is None or request.match_info["workspace"] != self.state.workspace_sid:
+            return None, twilio_error(404, 20404, "The requested resource was not found")
+        return task, None
+
+    def _etag(self, sid: str) -> dict[str, str]:
+        return {"ETag": str(self.state.task_versions[sid])}
+
+    async def _fetch_task(self, request: web.Request) -> web.Response:
+        self.state.task_requests.append(("GET", request.match_info["task"], {}))
+        task, error = self._task_or_error(request)
+        if task is None:
+            assert error is not None
+            return error
+        sid = task["sid"]
+        response = web.json_response(task, headers=self._etag(sid))
+        if self.state.concurrent_edits > 0:  # someone else writes right after our read
+            self.state.concurrent_edits -= 1
+            attributes = json.loads(task["attributes"])
+            attributes["edited_by_someone_else"] = attributes.get("edited_by_someone_else", 0) + 1
+            task["attributes"] = json.dumps(attributes)
+            self.state.task_versions[sid] += 1
+        return response
+
+    async def _update_task(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if_match = request.headers.get("If-Match")
+        self.state.task_requests.append(("POST", request.match_info["task"], {**form, "If-Match": if_match or ""}))
+        task, error = self._task_or_error(request)
+        if task is None:
+            assert error is not None
+            return error
+        sid = task["sid"]
+        if if_match is not None and if_match != str(self.state.task_versions[sid]):
+            return twilio_error(412, 20412, "Precondition failed: the Task has been modified")
+        if "Attributes" in form:
+            try:
+                json.loads(form["Attributes"])
+            except json.JSONDecodeError:
+                return twilio_error(400, 20001, "Attributes must be valid JSON")
+            task["attributes"] = form["Attributes"]
+        if "AssignmentStatus" in form:
+            task["assignment_status"] = form["AssignmentStatus"]
+        task["date_updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.state.task_versions[sid] += 1
+        return web.json_response(task, headers=self._etag(sid))
 
 
 async def _main(port: int) -> None:

@@ -54,8 +54,52 @@ function render(m) {
     card.querySelector(".src").textContent = sources.length ? "Source: " + sources.map(s => (s.title || s.id) + " (" + String(s.id).split("#")[0] + ")").join(" · ") : "";
     card.querySelector(".src").title = sources.map(s => s.id).join("\n");
     p.body.append(card);
+  } else if (m.type === "insight") {
+    renderInsight(p, m);
+  } else if (m.type === "summary") {
+    const whole = joinSummary(p, m);
+    if (whole) renderWrapUp(p, whole);
   }
   p.body.scrollTop = p.body.scrollHeight;
+}
+
+function renderInsight(p, m) {
+  // A later insight with the same id updates it (a question becomes answered).
+  let el = p.el.querySelector('.insight[data-id="' + CSS.escape(m.id || "") + '"]');
+  if (!el) {
+    el = document.createElement("div");
+    el.dataset.id = m.id || "";
+    p.body.append(el);
+  }
+  el.className = "insight " + m.kind + (m.answered ? " answered" : "");
+  const label = { question: m.answered ? "Question ✓" : "Question", action_item: "Action", follow_up: "Follow-up" }[m.kind] || m.kind;
+  const due = m.due ? " (due " + m.due + ")" : "";
+  el.textContent = label + ": " + m.text + due;
+}
+
+function joinSummary(p, m) {
+  // A long wrap-up arrives in parts: the summary text and each list are concatenated in order.
+  if (!m.parts) return m;
+  const got = p.parts.get("summary") || []; got[m.part - 1] = m; p.parts.set("summary", got);
+  if (got.filter(x => x !== undefined).length < m.parts) return null;
+  const whole = Object.assign({}, got[0], { summary: got.map(x => x.summary || "").join("") });
+  for (const name of ["questions", "action_items", "follow_ups", "topics"]) whole[name] = got.flatMap(x => x[name] || []);
+  return whole;
+}
+
+function renderWrapUp(p, w) {
+  const box = document.createElement("div");
+  box.className = "wrapup " + w.status;
+  const add = (cls, text) => { const d = document.createElement("div"); d.className = cls; d.textContent = text; box.append(d); return d; };
+  add("title", "Wrap-up" + (w.disposition ? " · " + w.disposition : ""));
+  if (w.status !== "ok") { add("reason", "Not available: " + (w.reason || "unknown")); p.body.append(box); return; }
+  add("text", w.summary || "");
+  for (const q of w.questions || []) add("item question" + (q.answered ? " answered" : ""), (q.answered ? "✓ " : "○ ") + q.text);
+  for (const a of w.action_items || []) add("item action", "Action (" + a.owner + "): " + a.text + (a.due ? " — due " + a.due : ""));
+  for (const f of w.follow_ups || []) add("item follow-up", "Follow-up: " + f);
+  const mood = w.sentiment ? "Sentiment " + w.sentiment.start + " → " + w.sentiment.end : "";
+  add("meta", [(w.topics || []).length ? "Topics: " + w.topics.join(", ") : "", mood].filter(Boolean).join(" · "));
+  p.body.append(box);
 }
 
 if (MODE === "hub") {
