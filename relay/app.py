@@ -32,8 +32,11 @@ from .realtime import RealtimeConnector
 from .retrieval import Retriever
 from .settings import Settings
 from .state import RELAY, RelayState
+from .stream_control import StreamControl
 from .summarizer import ExtractiveSummarizer, OpenAISummarizer, Summarizer
 from .task_attributes import TaskAttributeWriter
+from .task_policy import compile_policy
+from .taskrouter import DriverConfig, TaskRouterDriver
 from .twilio_media import CloseCode
 from .wrapup import Dispositions
 from .wrapup_service import WrapUpService
@@ -164,6 +167,21 @@ async def _set_up_adapters(
     if twilio_client is None and settings.twilio_configured:
         state.twilio_client = _twilio_client(settings)
         stack.push_async_callback(state.twilio_client.http_client.close)
+
+    state.stream_control = StreamControl(state.twilio_client, settings)
+    state.taskrouter = TaskRouterDriver(
+        DriverConfig(
+            policy=compile_policy(settings.taskrouter_policy),
+            stop_policy=compile_policy(settings.taskrouter_stop_policy),
+            opt_out_attribute=settings.taskrouter_opt_out_attribute,
+            stop_grace_s=settings.taskrouter_stop_grace_s,
+        ),
+        stream_control=state.stream_control,
+        client=state.twilio_client,
+        live_bridge=state.live_bridge,
+        end_call=state.end_call,
+        spawn=lambda coro: state.spawn(coro, name="taskrouter"),
+    )
 
     if sync_transport is None and settings.sync_configured and state.twilio_client is not None:
         assert settings.twilio_sync_service_sid is not None

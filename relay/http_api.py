@@ -11,22 +11,21 @@ import hmac
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, parse_qsl
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import HMAC_SHA256, RequestValidator, get_signature_algorithm
 
 from sync_publisher import messages
-from sync_publisher.network import describe_failure
 from sync_publisher.tokens import mint_sync_token
 
 from .flex_auth import FlexAuthError, FlexIdentity
 from .openapi import OPENAPI
-from .settings import Settings
 from .state import RELAY, RelayState
+from .stream_control import Result, StreamOutcome
+from .taskrouter_events import EventError, from_callback, from_cloudevents
 
 log = logging.getLogger("relay.http")
 
@@ -169,88 +168,29 @@ async def token(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- stream control
 
 
-def stream_name(call_sid: str) -> str:
-    return f"assist_{call_sid}"
+_OUTCOME_ANSWERS: dict[Result, tuple[int, str]] = {
+    Result.NOT_CONFIGURED: (503, "stream control needs Twilio credentials and RELAY_PUBLIC_URL"),
+    Result.CALL_NOT_FOUND: (404, "unknown call"),
+    Result.CALL_NOT_IN_PROGRESS: (409, "the call is not in progress"),
+    Result.TWILIO_FAILED: (502, "Twilio failed; try again"),
+    Result.REFUSED: (400, "Twilio refused the request"),
+    Result.UNREACHABLE: (502, "Twilio could not be reached"),
+}
 
 
-async def _start_assist(state: RelayState, call_sid: str, task: dict[str, str] | None = None) -> web.Response:
-    """Start the call's assist stream. `task` (`TaskSid`, `WorkspaceSid`), when the plugin
-    knows it, rides along as stream parameters so the wrap-up can be written to the task."""
-    settings = state.settings
-    client = state.twilio_client
-    ws_url = settings.media_ws_public_url(f"/ws/{call_sid}")
-    callback = settings.http_public_url("/twilio/stream-status")
-    if client is None or ws_url is None or callback is None:
-        return _error(503, "stream control needs Twilio credentials and RELAY_PUBLIC_URL")
-    try:
-        stream = await client.calls(call_sid).streams.create_async(
-            url=ws_url,
-            name=stream_name(call_sid),
-            track=settings.stream_track,
-            status_callback=callback,
-            status_callback_method="POST",
-            **_stream_parameters(task or {}),
-        )
-    except TwilioRestException as exc:
-        if exc.status == 400 and "already" in str(exc.msg).lower():
-            log.info("assist already running for the call", extra={"call_sid": call_sid})
-            return web.json_response({"result": True, "already_running": True})
-        return _twilio_failure(exc, call_sid, "start")
-    except Exception as exc:
-        log.error(
-            "stream start failed: Twilio unreachable",
-            extra={"call_sid": call_sid, "error": describe_failure(exc, _api_host(settings))},
-        )
-        return _error(502, "Twilio could not be reached")
-    log.info("assist stream started", extra={"call_sid": call_sid, "stream_sid": stream.sid})
-    return web.json_response({"result": True, "stream_sid": stream.sid})
-
-
-def _stream_parameters(values: dict[str, str]) -> dict[str, str]:
-    """`{"TaskSid": "WT…"}` → the SDK's `parameter1_name="TaskSid", parameter1_value="WT…"`."""
-    arguments: dict[str, str] = {}
-    for i, (name, value) in enumerate(values.items(), 1):
-        arguments[f"parameter{i}_name"] = name
-        arguments[f"parameter{i}_value"] = value
-    return arguments
-
-
-async def _stop_assist(state: RelayState, call_sid: str) -> web.Response:
-    client = state.twilio_client
-    if client is None:
-        return _error(503, "stream control needs Twilio credentials")
-    try:
-        await client.calls(call_sid).streams(stream_name(call_sid)).update_async(status="stopped")
-    except TwilioRestException as exc:
-        if exc.status == 404:  # stopping is idempotent: nothing running is success
-            return web.json_response({"result": True, "already_stopped": True})
-        return _twilio_failure(exc, call_sid, "stop")
-    except Exception as exc:
-        log.error(
-            "stream stop failed: Twilio unreachable",
-            extra={"call_sid": call_sid, "error": describe_failure(exc, _api_host(state.settings))},
-        )
-        return _error(502, "Twilio could not be reached")
-    log.info("assist stream stopped", extra={"call_sid": call_sid})
-    return web.json_response({"result": True})
-
-
-def _api_host(settings: Settings) -> str:
-    return urlsplit(settings.twilio_api_base_url).netloc
-
-
-def _twilio_failure(exc: TwilioRestException, call_sid: str, action: str) -> web.Response:
-    log.warning(
-        "stream control refused by Twilio",
-        extra={"call_sid": call_sid, "action": action, "status": exc.status, "code": exc.code},
-    )
-    if exc.status == 404:
-        return _error(404, "unknown call", twilio_code=exc.code)
-    if exc.code == 21220 or exc.status == 409:
-        return _error(409, "the call is not in progress", twilio_code=exc.code)
-    if exc.status >= 500 or exc.status == 429:
-        return _error(502, "Twilio failed; try again", twilio_code=exc.code)
-    return _error(400, "Twilio refused the request", twilio_code=exc.code)
+def _answer(outcome: StreamOutcome) -> web.Response:
+    """A stream-control outcome as the plugin expects it (`{"result": true}` on success)."""
+    if outcome.result is Result.STARTED:
+        return web.json_response({"result": True, "stream_sid": outcome.stream_sid})
+    if outcome.result is Result.ALREADY_RUNNING:
+        return web.json_response({"result": True, "already_running": True})
+    if outcome.result is Result.STOPPED:
+        return web.json_response({"result": True})
+    if outcome.result is Result.ALREADY_STOPPED:
+        return web.json_response({"result": True, "already_stopped": True})
+    status, message = _OUTCOME_ANSWERS[outcome.result]
+    extra = {"twilio_code": outcome.code} if outcome.code is not None else {}
+    return _error(status, message, **extra)
 
 
 async def _control(request: web.Request, call_sid: str, action: str | None) -> web.Response:
@@ -276,9 +216,9 @@ async def _control(request: web.Request, call_sid: str, action: str | None) -> w
                 return _error(400, f"{field} must look like {name[:2].upper()} followed by 32 hex digits")
             if value:
                 task[name] = value
-        return await _start_assist(state, call_sid, task)
+        return _answer(await state.stream_control.start(call_sid, task))
     if action == "stop":
-        return await _stop_assist(state, call_sid)
+        return _answer(await state.stream_control.stop(call_sid))
     return _error(400, "action must be start or stop")
 
 
@@ -316,10 +256,10 @@ def verify_twilio_webhook(state: RelayState, request: web.Request, raw_body: byt
         return False
     if "bodySHA256" in request.query:
         return bool(validator.validate(url, body, signature, algorithm=algorithm))
+    if request.content_type == "application/json":  # signed over the URL alone
+        return bool(validator.validate(url, {}, signature, algorithm=algorithm))
     params: dict[str, Any] = {}
     if body:
-        from urllib.parse import parse_qs
-
         params = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
     return bool(validator.validate(url, params, signature, algorithm=algorithm))
 
@@ -359,6 +299,35 @@ async def stream_status(request: web.Request) -> web.Response:
     if event == "stream-error":
         _publish_status(state, call_sid, "degraded", f"stream error: {fields.get('StreamError', 'unknown')}"[:300])
     return web.Response(status=204)
+
+
+async def taskrouter_events(request: web.Request) -> web.Response:
+    """TaskRouter's Event Callback (form) or an Event Streams webhook sink (a JSON array of
+    CloudEvents), signed like every Twilio webhook. Answers 204 at once; the work (REST
+    calls) runs in the background, well inside Twilio's 15 s (Event Streams: 5 s)."""
+    state = request.app[RELAY]
+    raw = await request.read()
+    if not verify_twilio_webhook(state, request, raw):
+        state.stats.stream_callbacks["taskrouter_bad_signature"] += 1
+        log.warning("taskrouter event refused: bad or missing signature")
+        return _error(403, "invalid Twilio signature")
+    driver = state.taskrouter
+    if driver is None:
+        return _error(503, "TaskRouter events are not handled (the relay is not running)")
+    try:
+        if request.content_type == "application/json":
+            try:
+                events = from_cloudevents(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                return _error(400, "malformed JSON")
+        else:
+            events = [from_callback(dict(parse_qsl(raw.decode(), keep_blank_values=True)))]
+    except (EventError, UnicodeDecodeError) as exc:
+        driver.stats.outcomes["malformed"] += 1
+        log.warning("taskrouter event refused: malformed", extra={"error": str(exc)})
+        return _error(400, f"malformed TaskRouter event: {exc}")
+    driver.submit(events)
+    return web.Response(status=204, content_type="application/json")
 
 
 def _publish_status(state: RelayState, call_sid: str, status: str, reason: str) -> None:
@@ -419,3 +388,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/calls/{callSid}/assist", call_assist)
     app.router.add_delete("/calls/{callSid}/assist", call_assist)
     app.router.add_post("/twilio/stream-status", stream_status)
+    app.router.add_post("/twilio/taskrouter", taskrouter_events)

@@ -287,6 +287,8 @@ class MediaConnection:
         state.finishing.add(handle)
         if state.draining and self.end_reason == "socket_closed":
             self.end_reason = "server_shutdown"
+        elif handle.ended_by is not None and self.end_reason == "socket_closed":
+            self.end_reason = handle.ended_by  # the relay closed it (e.g. the task went to wrap-up)
         try:
             summary = await handle.bridge.finish(self.end_reason)
         finally:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sync_publisher import PublisherStats
 
     from .bridge import CallBridge
+    from .taskrouter import TaskRouterStats
     from .wrapup_service import WrapUpStats
 
 
@@ -87,7 +88,9 @@ class RelayCollector(Collector):
         suggestion_latency: RecentSamples | None = None,
         knowledge_passages: Callable[[], int] = lambda: 0,
         wrapup_stats: Callable[[], WrapUpStats | None] = lambda: None,
+        taskrouter_stats: Callable[[], TaskRouterStats | None] = lambda: None,
     ) -> None:
+        self._taskrouter = taskrouter_stats
         self._wrapup = wrapup_stats
         self._loop_lag = loop_lag
         self._send_delay = send_delay
@@ -185,6 +188,21 @@ class RelayCollector(Collector):
                 "relay_wrapup_latency_recent_seconds",
                 "From the call's end (model links closed) to its wrap-up composed (quantile 1 is the max)",
                 wrapup.latency,
+            )
+        taskrouter = self._taskrouter()
+        if taskrouter is not None:
+            yield _labelled("relay_taskrouter_events", "TaskRouter events received, by type", "type", taskrouter.events)
+            yield _labelled(
+                "relay_taskrouter_outcomes",
+                "TaskRouter events by what came of them (duplicate, not_selected, late_after_end, …)",
+                "outcome",
+                taskrouter.outcomes,
+            )
+            yield _labelled(
+                "relay_taskrouter_rest_calls",
+                "REST calls TaskRouter events led to, by action:result (Twilio status on errors)",
+                "action",
+                taskrouter.actions,
             )
         publisher = self._publisher()
         if publisher is not None:

@@ -130,6 +130,15 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"204": {"description": "recorded"}, **_errors(400, 403)},
             }
         },
+        "/twilio/taskrouter": {
+            "post": {
+                "summary": "TaskRouter Event Callback (form) or Event Streams webhook (CloudEvents array); signed",
+                "description": "Starts assist on reservation.accepted for tasks the policy selects; stops it "
+                "and triggers the wrap-up on task.wrapup/completed/canceled/deleted. Answers at once; "
+                "the work runs in the background.",
+                "responses": {"204": {"description": "accepted for processing"}, **_errors(400, 403, 503)},
+            }
+        },
         "/console": {
             "get": {
                 "summary": "Live console page (transcripts and suggestion cards)",

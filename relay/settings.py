@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .bundled import DataDirs, resolve_data_dirs
 from .errors import ConfigurationError
+from .task_policy import compile_policy
 
 
 def _env(name: str) -> AliasChoices:
@@ -72,6 +73,19 @@ class Settings(BaseSettings):
     task_summary_attribute: str = Field(
         "assist_wrapup", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", validation_alias=_env("RELAY_TASK_SUMMARY_ATTRIBUTE")
     )
+
+    # --- TaskRouter drives assist (POST /twilio/taskrouter)
+    taskrouter_policy: str = Field("worker.assist != false", validation_alias=_env("RELAY_TASKROUTER_POLICY"))
+    taskrouter_stop_policy: str = Field(
+        'task.conference.participants.external != null OR task.transfer_target_type == "external"',
+        validation_alias=_env("RELAY_TASKROUTER_STOP_POLICY"),
+    )
+    taskrouter_opt_out_attribute: str = Field(
+        "assist_opt_out",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        validation_alias=_env("RELAY_TASKROUTER_OPT_OUT_ATTRIBUTE"),
+    )
+    taskrouter_stop_grace_s: float = Field(2.0, ge=0, le=60, validation_alias=_env("RELAY_TASKROUTER_STOP_GRACE_S"))
 
     # --- Prompts
     # Unset: `./prompts` when the working folder has one, else the bundled defaults.
@@ -156,6 +170,15 @@ class Settings(BaseSettings):
     def _folder_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():
             raise ValueError(f"folder {value} does not exist")
+        return value
+
+    @field_validator("taskrouter_policy", "taskrouter_stop_policy")
+    @classmethod
+    def _policy_compiles(cls, value: str) -> str:
+        try:
+            compile_policy(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("public_url")

@@ -25,6 +25,8 @@ from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, 
 from .recent import RecentSamples
 from .retrieval import Retriever
 from .settings import Settings
+from .stream_control import StreamControl
+from .taskrouter import TaskRouterDriver
 from .wrapup_service import WrapUpService
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class CallHandle:
     bridge: CallBridge
     owner: web.WebSocketResponse
     replaced_sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    ended_by: str | None = None  # why the relay itself closed the call's socket
 
 
 @dataclass(eq=False)
@@ -67,6 +70,8 @@ class RelayState:
     twilio_client: Client | None = None
     flex_validator: FlexTokenValidator | None = None
     wrapup: WrapUpService | None = None  # the end-of-call wrap-up, unless RELAY_WRAPUP=false
+    stream_control: StreamControl = field(init=False)  # REST Streams start/stop (set with the client)
+    taskrouter: TaskRouterDriver | None = None  # TaskRouter events → stream start/stop (app.py)
     # Calls (media_ws): live by CallSid, and those still flushing after their socket closed.
     calls: dict[str, CallHandle] = field(default_factory=dict)
     finishing: set[CallHandle] = field(default_factory=set)
@@ -77,6 +82,7 @@ class RelayState:
     recent_summaries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
 
     def __post_init__(self) -> None:
+        self.stream_control = StreamControl(None, self.settings)
         collector = RelayCollector(
             self.stats,
             live_bridges=self.live_bridges,
@@ -86,6 +92,7 @@ class RelayState:
             suggestion_latency=self.suggestion_latency,
             knowledge_passages=lambda: len(self.knowledge.passages),
             wrapup_stats=lambda: self.wrapup.stats if self.wrapup is not None else None,
+            taskrouter_stats=lambda: self.taskrouter.stats if self.taskrouter is not None else None,
         )
         self.metrics = Metrics(collector)
 
@@ -113,6 +120,19 @@ class RelayState:
         """Wait until every background task (status flushes, socket closes) is done."""
         while self.background:
             await asyncio.gather(*list(self.background), return_exceptions=True)
+
+    def live_bridge(self, call_sid: str) -> CallBridge | None:
+        handle = self.calls.get(call_sid)
+        return handle.bridge if handle is not None else None
+
+    async def end_call(self, call_sid: str, reason: str) -> bool:
+        """Close a live call's socket from our side (1000); its bridge finishes with `reason`."""
+        handle = self.calls.get(call_sid)
+        if handle is None:
+            return False
+        handle.ended_by = reason
+        await handle.owner.close(code=1000, message=reason.encode()[:120])
+        return True
 
     def live_bridges(self) -> list[CallBridge]:
         return [h.bridge for h in self.calls.values()] + [h.bridge for h in self.finishing]

@@ -86,6 +86,9 @@ class FakeTwilioState:
     task_faults: deque[Fault] = field(default_factory=deque)
     # Another writer changes the task right after each of the next N fetches (→ 412 on update).
     concurrent_edits: int = 0
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # WK… → resource
+    conferences: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # CF… → participants
+    stream_create_delay_s: float = 0.0
 
 
 class FakeTwilio:
@@ -110,6 +113,10 @@ class FakeTwilio:
         task = "/v1/Workspaces/{workspace}/Tasks/{task}"
         app.router.add_get(task, self._fetch_task)
         app.router.add_post(task, self._update_task)
+        app.router.add_get("/v1/Workspaces/{workspace}/Workers/{worker}", self._fetch_worker)
+        app.router.add_get(
+            "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants.json", self._participants
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -309,6 +316,8 @@ class FakeTwilio:
         form = {k: str(v) for k, v in (await request.post()).items()}
         call = request.match_info["call"]
         self.state.rest_calls.append(("create", call, form))
+        if self.state.stream_create_delay_s:
+            await asyncio.sleep(self.state.stream_create_delay_s)
         if self.state.api_faults:
             fault = self.state.api_faults.popleft()
             return twilio_error(fault.status, fault.code, fault.message)
@@ -367,7 +376,6 @@ class FakeTwilio:
         stream["status"] = "stopped"
         stream["date_updated"] = formatdate(usegmt=True)
         return web.json_response(stream)
-
 
     # ------------------------------------------------------------------ TaskRouter: Tasks
 
@@ -455,6 +463,85 @@ class FakeTwilio:
         task["date_updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.state.task_versions[sid] += 1
         return web.json_response(task, headers=self._etag(sid))
+
+    # ------------------------------------------------------------------ TaskRouter: Workers
+
+    def add_worker(self, attributes: dict[str, Any], *, name: str = "alice@example.com") -> str:
+        sid = self._sid("WK")
+        ws = self.state.workspace_sid
+        self.state.workers[sid] = {
+            "account_sid": self.state.account_sid,
+            "activity_name": "Available",
+            "activity_sid": "WA" + "8" * 32,
+            "attributes": json.dumps(attributes),
+            "available": True,
+            "date_created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "date_status_changed": None,
+            "date_updated": None,
+            "friendly_name": name,
+            "sid": sid,
+            "workspace_sid": ws,
+            "url": f"https://taskrouter.twilio.com/v1/Workspaces/{ws}/Workers/{sid}",
+            "links": {},
+        }
+        return sid
+
+    async def _fetch_worker(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._deny()
+        self.state.task_requests.append(("GET", request.match_info["worker"], {}))
+        worker = self.state.workers.get(request.match_info["worker"])
+        if worker is None or request.match_info["workspace"] != self.state.workspace_sid:
+            return twilio_error(404, 20404, "The requested resource was not found")
+        return web.json_response(worker)
+
+    # ------------------------------------------------------------------ Voice: Conference participants
+
+    def add_conference(self, legs: dict[str, str]) -> str:
+        """A conference whose participants are `{label: CallSid}` (Flex labels `customer`, `worker`)."""
+        sid = self._sid("CF")
+        self.state.conferences[sid] = [
+            {
+                "account_sid": self.state.account_sid,
+                "call_sid": call,
+                "conference_sid": sid,
+                "label": label,
+                "status": "connected",
+                "muted": False,
+                "hold": False,
+                "coaching": False,
+                "end_conference_on_exit": label == "customer",
+                "start_conference_on_enter": True,
+                "date_created": formatdate(usegmt=True),
+                "date_updated": formatdate(usegmt=True),
+                "uri": f"/2010-04-01/Accounts/{self.state.account_sid}/Conferences/{sid}/Participants/{call}.json",
+            }
+            for label, call in legs.items()
+        ]
+        return sid
+
+    async def _participants(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._deny()
+        conference = request.match_info["conference"]
+        self.state.rest_calls.append(("participants", conference, {}))
+        participants = self.state.conferences.get(conference)
+        if participants is None:
+            return twilio_error(404, 20404, "The requested resource was not found")
+        uri = f"/2010-04-01/Accounts/{self.state.account_sid}/Conferences/{conference}/Participants.json"
+        return web.json_response(
+            {
+                "participants": participants,
+                "first_page_uri": uri + "?PageSize=50&Page=0",
+                "next_page_uri": None,
+                "previous_page_uri": None,
+                "page": 0,
+                "page_size": 50,
+                "uri": uri + "?PageSize=50&Page=0",
+                "end": len(participants) - 1,
+                "start": 0,
+            }
+        )
 
 
 async def _main(port: int) -> None:
