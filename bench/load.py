@@ -479,6 +479,7 @@ async def main() -> None:
             "RELAY_PROMPTS_DIR": str(prompts_dir),
             "RELAY_MAX_CALLS": "5000",
             "RELAY_LOG_LEVEL": "WARNING",
+            "RELAY_DATA_DIR": tempfile.mkdtemp(prefix="relay-load-data-"),
         }
     )
     env.update(dict(kv.split("=", 1) for kv in args.env))

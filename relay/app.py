@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from sync_publisher import PublisherConfig, SyncPublisher, SyncTransport
 from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_client
 
-from . import console, http_api, media_ws
+from . import console, http_api, media_ws, records_api
 from .bundled import DataDirs
 from .errors import ConfigurationError
 from .knowledge import KnowledgeBase
@@ -29,6 +29,7 @@ from .local_hub import LocalHub
 from .metrics import monitor_loop_lag
 from .prompts import PromptLibrary
 from .realtime import RealtimeConnector
+from .records import Records, open_store
 from .retrieval import Retriever
 from .settings import Settings
 from .state import RELAY, RelayState
@@ -91,6 +92,7 @@ def create_app(
     app.router.add_get("/media", media_ws.media_handler)
     app.router.add_get("/ws/{callSid}", media_ws.media_handler)
     http_api.add_routes(app)
+    records_api.add_routes(app)
     console.add_routes(app)
 
     async def adapters(app: web.Application) -> AsyncIterator[None]:
@@ -107,6 +109,10 @@ def create_app(
             )
             if wrapup_files is not None:
                 state.wrapup = _wrapup_service(state, stack, *wrapup_files)
+            if settings.records:
+                state.records = _records(settings)
+                state.records.start()
+                stack.push_async_callback(state.records.close, settings.sync_flush_deadline_s + 5)
             _warm_up(state)
             _warn_about_open_doors(settings, state)
             lag_task = asyncio.create_task(monitor_loop_lag(state.metrics, record=state.loop_lag))
@@ -202,6 +208,18 @@ async def _set_up_adapters(
             iam_base_url=settings.twilio_iam_base_url,
             cache_ttl_s=settings.flex_verdict_cache_s,
         )
+
+
+def _records(settings: Settings) -> Records:
+    audio_dir = settings.data_dir.resolve() / "audio" if settings.record_audio else None
+    store = open_store(settings.database)
+    log.info(
+        "call records",
+        extra={"engine": store.engine, "audio": audio_dir is not None, "retention_days": settings.retention_days},
+    )
+    return Records(
+        store, audio_dir=audio_dir, retention_days=settings.retention_days, queue_max=settings.records_queue_max
+    )
 
 
 def _load_wrapup_files(settings: Settings, dirs: DataDirs) -> tuple[str, Dispositions]:

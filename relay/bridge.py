@@ -33,6 +33,7 @@ from .model_events import (
     ModelEvent,
     ResponseDone,
     ResponseTextDone,
+    SpeechStarted,
     SpeechStopped,
     ToolCall,
     TranscriptCompleted,
@@ -43,6 +44,7 @@ from .model_link import LinkConfig, LinkCounters, ModelLink
 from .prompts import PromptLibrary
 from .realtime import RealtimeConnector, SessionConfig
 from .recent import RecentSamples
+from .records import CallRecorder
 from .retrieval import DEFAULT_MIN_SCORE, Retriever
 from .settings import Settings
 from .suggestions import parse_model_answer
@@ -129,6 +131,8 @@ class CallBridge:
         retrieval_min_score: float = DEFAULT_MIN_SCORE,
         wrapup: WrapUpService | None = None,
         task: TaskRef | None = None,
+        recorder: CallRecorder | None = None,
+        engine: str = "",
     ) -> None:
         self.call_sid = start.call_sid
         self.stream_sid = start.stream_sid
@@ -157,6 +161,9 @@ class CallBridge:
         self._last_speech_stopped: float | None = None
         self._last_question = ""
         self._last_question_utterance: str | None = None
+        self._clock_ms = 0  # newest media timestamp of the current stream
+        self._clock_base_ms = 0  # audio time of the streams this call had before
+        self._said_at: dict[str, float] = {}  # customer utterance → audio time its speech started
         self._finished = False
         # What the call said and was offered, for its wrap-up; the live insights.
         self.record = CallRecord()
@@ -165,6 +172,11 @@ class CallBridge:
         self._wrapup = wrapup
         self.task = task  # the call's TaskRouter task, when known (stream parameter, TaskRouter)
         self.wrapup_result: WrapUpResult | None = None
+        self.recorder = recorder
+        self._audio = recorder.audio if recorder is not None else None
+        if recorder is not None:
+            worker = start.custom_parameters.get("WorkerIdentity") or start.custom_parameters.get("WorkerSid")
+            recorder.started(self.stream_sid or "", prompt_name, engine, task.task_sid if task else None, worker)
         self.link = ModelLink(connector, session_config, config.link, self)
         self._pipes = {ASSISTED_TRACK: _TrackPipe(self.link, make_transcoder(config.audio_format))}
         self.agent_link: ModelLink | None = None
@@ -173,7 +185,7 @@ class CallBridge:
             self._pipes[AGENT_TRACK] = _TrackPipe(self.agent_link, make_transcoder(config.audio_format))
         for link in self.links:
             link.start()
-        channel.publish(messages.status("started", "assist listening", stream_sid=self.stream_sid))
+        self._status("started", "assist listening", stream_sid=self.stream_sid)
 
     @property
     def links(self) -> list[ModelLink]:
@@ -192,6 +204,10 @@ class CallBridge:
             return
         pipe.batch += media.payload
         pipe.frames += 1
+        if media.timestamp_ms is not None and media.timestamp_ms > self._clock_ms:
+            self._clock_ms = media.timestamp_ms
+        if self._audio is not None:
+            self._audio.add(media)
         if len(pipe.batch) >= self._batch_bytes:
             pipe.flush()
 
@@ -206,6 +222,10 @@ class CallBridge:
         for pipe in self._pipes.values():
             pipe.flush(final=True)
         self.stream_sid = start.stream_sid
+        self._clock_base_ms += self._clock_ms
+        self._clock_ms = 0
+        if self._audio is not None:
+            self._audio.restart_timestamps()
 
     def count_event(self, name: str) -> None:
         self.events[name] += 1
@@ -215,6 +235,9 @@ class CallBridge:
     def on_model_event(self, event: ModelEvent) -> None:
         if isinstance(event, TranscriptDelta | TranscriptCompleted | TranscriptFailed):
             self.on_transcription_event(event, "customer")
+        elif isinstance(event, SpeechStarted):
+            if len(self._said_at) < 1000:
+                self._said_at[event.item_id] = self._elapsed()
         elif isinstance(event, SpeechStopped):
             self._last_speech_stopped = time.monotonic()
         elif isinstance(event, ResponseTextDone):
@@ -251,7 +274,11 @@ class CallBridge:
             else:
                 passage_id = self._on_agent_words(text)
             self._channel.publish(messages.transcript(speaker, text, final=True, utterance_id=event.item_id))
-            self.record.add_line(Line(self._elapsed(), speaker, text, event.item_id, passage_id))
+            said_at = self._said_at.pop(event.item_id, None) if speaker == "customer" else None
+            at = said_at if said_at is not None else self._elapsed()
+            self.record.add_line(Line(at, speaker, text, event.item_id, passage_id))
+            if self.recorder is not None:
+                self.recorder.line(at, speaker, text, event.item_id)
             self._publish_insights(self.insights.on_line(speaker, text, event.item_id, passage_id))
             if self._config.log_transcripts:
                 log.info("transcript", extra={"speaker": speaker, "text": text})
@@ -262,7 +289,12 @@ class CallBridge:
             log.warning("transcription error", extra={"speaker": speaker, "code": event.code})
 
     def _elapsed(self) -> float:
-        return round(time.monotonic() - self._started_at, 3)
+        """Where the call's audio is now (seconds): the newest media timestamp, continued
+        across replaced streams; frames × 20 ms for clients that send no timestamps. Record
+        times use it, so a transcript line points at its place in the recording."""
+        if self._clock_ms or self._clock_base_ms:
+            return round((self._clock_base_ms + self._clock_ms) / 1000, 3)
+        return round(self.frames_in * 0.02 / max(1, len(self._pipes)), 3)
 
     def _passage_for(self, text: str) -> str | None:
         if self._retriever is None:
@@ -273,18 +305,24 @@ class CallBridge:
     def _publish_insights(self, found: list[Insight]) -> None:
         for insight in found:
             self.insights_published += 1
-            self._channel.publish(
-                messages.insight(
-                    insight.kind,
-                    insight.text,
-                    speaker=insight.speaker,
-                    utterance_id=insight.utterance_id,
-                    id=insight.key,
-                    answered=insight.answered,
-                    owner=insight.owner,
-                    due=insight.due,
-                )
+            item = messages.insight(
+                insight.kind,
+                insight.text,
+                speaker=insight.speaker,
+                utterance_id=insight.utterance_id,
+                id=insight.key,
+                answered=insight.answered,
+                owner=insight.owner,
+                due=insight.due,
             )
+            self._channel.publish(item)
+            if self.recorder is not None:
+                self.recorder.event(self._elapsed(), "insight", item.body)
+
+    def _status(self, state: str, reason: str, **extra: Any) -> None:
+        self._channel.publish(messages.status(state, reason, **extra))
+        if self.recorder is not None:
+            self.recorder.event(self._elapsed(), "status", {"state": state, "reason": reason})
 
     def _on_agent_words(self, text: str) -> str | None:
         """What the agent said: the customer's session hears it (so the model does not suggest
@@ -316,10 +354,13 @@ class CallBridge:
         question = parsed.question or self._last_question
         self.suggestions += 1
         self._recent.append(f"Suggested answer: {parsed.answer}")
-        if self._last_speech_stopped is not None:
-            self.suggestion_latencies.append(time.monotonic() - self._last_speech_stopped)
+        latency = time.monotonic() - self._last_speech_stopped if self._last_speech_stopped is not None else None
+        if latency is not None:
+            self.suggestion_latencies.append(latency)
         suggestion_id = event.response_id or event.item_id
         self._channel.publish(messages.suggestion(question, parsed.answer, suggestion_id, sources=sources))
+        if self.recorder is not None:
+            self.recorder.suggestion(self._elapsed(), suggestion_id, question, parsed.answer, sources, latency)
         pairs = tuple((s["id"], s["title"]) for s in sources)
         self.record.add_suggestion(GivenSuggestion(self._elapsed(), question, parsed.answer, pairs))
         self._publish_insights(
@@ -354,7 +395,7 @@ class CallBridge:
 
     def on_link_state(self, state: str, reason: str) -> None:
         self.events[f"status_{state}"] += 1
-        self._channel.publish(messages.status(state, reason))
+        self._status(state, reason)
 
     def context_for_new_session(self) -> str | None:
         if not self._recent:
@@ -378,11 +419,22 @@ class CallBridge:
         if self._wrapup is not None:
             self.wrapup_result = await self._wrapup.compose(self._wrapup_request())
             self._channel.publish(messages.summary(self.wrapup_result.message_body()))
-        self._channel.publish(messages.status("ended", reason))
+        self._status("ended", reason)
         report = await self._channel.close(self._config.flush_deadline_s)
         if self._wrapup is not None and self.wrapup_result is not None:
             self._wrapup.deliver_to_task(self.call_sid, self.task, self.wrapup_result)
-        return self._summary(reason, report)
+        summary = self._summary(reason, report)
+        if self.recorder is not None:
+            result = self.wrapup_result
+            notes = result.notes if result is not None else None
+            await self.recorder.ended(
+                reason,
+                summary,
+                result.message_body() if result is not None else None,
+                notes.disposition if notes is not None else None,
+                self.task.task_sid if self.task else None,
+            )
+        return summary
 
     def _wrapup_request(self) -> WrapUpRequest:
         assert self._wrapup is not None
@@ -497,6 +549,7 @@ def build_bridge(
     send_delays: RecentSamples | None,
     retriever: Retriever | None = None,
     wrapup: WrapUpService | None = None,
+    recorder: CallRecorder | None = None,
 ) -> CallBridge:
     """A call's bridge as the settings describe it: prompt (the stream's `prompt` parameter
     may pick one), audio format, buffer and reconnect policy, agent transcription."""
@@ -546,4 +599,6 @@ def build_bridge(
         retrieval_min_score=settings.retrieval_min_score,
         wrapup=wrapup,
         task=wrapup.task_for(start.custom_parameters) if wrapup is not None else None,
+        recorder=recorder,
+        engine=settings.effective_engine,
     )

@@ -15,8 +15,10 @@ import errno
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Coroutine
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -254,7 +256,14 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
     # The demo is the offline showcase: the offline engine unless `--engine openai` asks otherwise.
     if args.engine == "openai" and settings.openai_api_key is None:
         raise ConfigurationError("relay demo --engine openai needs OPENAI_API_KEY")
-    settings = settings.model_copy(update={"host": "127.0.0.1", "port": args.port, "engine": args.engine})
+    update: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "engine": args.engine}
+    scratch = None
+    if "data_dir" not in settings.model_fields_set:
+        # The demo writes nothing into the user's folder: its call record (shown in the
+        # console's History with --hold) lives in a temporary folder unless RELAY_DATA_DIR is set.
+        scratch = tempfile.mkdtemp(prefix="relay-demo-")
+        update["data_dir"] = Path(scratch)
+    settings = settings.model_copy(update=update)
     if settings.effective_engine == "local":
         engine = "offline engine: PocketSphinx + knowledge base"
     else:
@@ -294,6 +303,8 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
         return code
     finally:
         await runner.cleanup()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- entry point

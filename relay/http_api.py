@@ -95,14 +95,14 @@ async def _request_fields(request: web.Request) -> dict[str, str]:
     return fields
 
 
-def _flex_token(request: web.Request, fields: dict[str, str]) -> str | None:
+def flex_token(request: web.Request, fields: dict[str, str]) -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
     return fields.get("Token") or fields.get("token")
 
 
-async def _authenticate(state: RelayState, token: str | None) -> FlexIdentity:
+async def authenticate(state: RelayState, token: str | None) -> FlexIdentity:
     if not token:
         state.stats.flex_auth["missing"] += 1
         raise FlexAuthError(401, "a Flex token is required (Authorization: Bearer … or Token)")
@@ -129,10 +129,10 @@ async def token(request: web.Request) -> web.Response:
     state = request.app[RELAY]
     settings = state.settings
     fields = await _request_fields(request)
-    flex_token = _flex_token(request, fields)
-    if flex_token:
+    presented = flex_token(request, fields)
+    if presented:
         try:
-            identity = (await _authenticate(state, flex_token)).identity
+            identity = (await authenticate(state, presented)).identity
         except FlexAuthError as exc:
             return _error(exc.status, exc.reason)
     elif "identity" in fields:
@@ -198,7 +198,7 @@ async def _control(request: web.Request, call_sid: str, action: str | None) -> w
     state = request.app[RELAY]
     fields = await _request_fields(request)
     try:
-        await _authenticate(state, _flex_token(request, fields))
+        await authenticate(state, flex_token(request, fields))
     except FlexAuthError as exc:
         return _error(exc.status, exc.reason)
     call_sid = call_sid or fields.get("callSid", "")

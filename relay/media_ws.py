@@ -270,6 +270,7 @@ class MediaConnection:
             send_delays=state.send_delay,
             retriever=state.retriever,
             wrapup=state.wrapup,
+            recorder=state.records.recorder(start.call_sid) if state.records is not None else None,
         )
         self.handle = CallHandle(bridge=bridge, owner=self.ws)
         state.calls[start.call_sid] = self.handle

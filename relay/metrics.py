@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sync_publisher import PublisherStats
 
     from .bridge import CallBridge
+    from .record_writer import RecordWriter
     from .taskrouter import TaskRouterStats
     from .wrapup_service import WrapUpStats
 
@@ -89,7 +90,9 @@ class RelayCollector(Collector):
         knowledge_passages: Callable[[], int] = lambda: 0,
         wrapup_stats: Callable[[], WrapUpStats | None] = lambda: None,
         taskrouter_stats: Callable[[], TaskRouterStats | None] = lambda: None,
+        records: Callable[[], RecordWriter | None] = lambda: None,
     ) -> None:
+        self._records = records
         self._taskrouter = taskrouter_stats
         self._wrapup = wrapup_stats
         self._loop_lag = loop_lag
@@ -189,6 +192,18 @@ class RelayCollector(Collector):
                 "From the call's end (model links closed) to its wrap-up composed (quantile 1 is the max)",
                 wrapup.latency,
             )
+        writer = self._records()
+        if writer is not None:
+            written = writer.stats
+            yield _counter("relay_records_rows_written", "Call record rows committed", written.written)
+            yield _counter("relay_records_batches", "Call record write transactions committed", written.batches)
+            yield _counter(
+                "relay_records_retries", "Call record batches retried (database unavailable)", written.retries
+            )
+            yield _labelled(
+                "relay_records_dropped", "Call record rows not written, by reason", "reason", written.dropped
+            )
+            yield _gauge("relay_records_pending", "Call record rows queued, not yet written", writer.pending)
         taskrouter = self._taskrouter()
         if taskrouter is not None:
             yield _labelled("relay_taskrouter_events", "TaskRouter events received, by type", "type", taskrouter.events)

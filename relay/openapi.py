@@ -10,6 +10,14 @@ from typing import Any
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": description}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -150,6 +158,70 @@ OPENAPI: dict[str, Any] = {
                 "summary": "The console page's script and style sheet",
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "JavaScript or CSS"}, "404": {"description": "no such file"}},
+            }
+        },
+        "/calls": {
+            "get": {
+                "summary": "Search call records (newest first); Flex token with a supervisor or admin role",
+                "security": [{"bearerFlexToken": []}],
+                "parameters": [
+                    _query("q", "words in the transcript (full-text search)"),
+                    _query("agent", "the worker (identity or WorkerSid) the call was with"),
+                    _query("from", "calls started at or after (ISO 8601 or Unix seconds)"),
+                    _query("to", "calls started before (ISO 8601 or Unix seconds)"),
+                    _query("limit", "page size, 1-100 (default 20)"),
+                    _query("cursor", "next_cursor of the previous page"),
+                ],
+                "responses": {
+                    "200": _json({"type": "object", "required": ["calls", "next_cursor"]}, "a page of calls"),
+                    **_errors(400, 401, 403, 503),
+                },
+            }
+        },
+        "/calls/{callSid}": {
+            "get": {
+                "summary": "One call's record: transcript, suggestions, insights, wrap-up, statuses, counters",
+                "security": [{"bearerFlexToken": []}],
+                "parameters": [_path("callSid")],
+                "responses": {"200": _json({"type": "object"}, "the record"), **_errors(400, 401, 403, 404, 503)},
+            },
+            "delete": {
+                "summary": "Delete one call's record and audio",
+                "security": [{"bearerFlexToken": []}],
+                "parameters": [_path("callSid")],
+                "responses": {"204": {"description": "deleted"}, **_errors(400, 401, 403, 404, 503)},
+            },
+        },
+        "/calls/{callSid}/audio": {
+            "get": {
+                "summary": "The call's audio: FLAC, 8 kHz, customer left, agent right (HTTP range requests)",
+                "security": [{"bearerFlexToken": []}],
+                "parameters": [_path("callSid")],
+                "responses": {
+                    "200": {"description": "FLAC", "content": {"audio/flac": {}}},
+                    "206": {"description": "the requested byte range", "content": {"audio/flac": {}}},
+                    **_errors(400, 401, 403, 404),
+                },
+            }
+        },
+        "/console/records": {
+            "get": {
+                "summary": "Hub mode only: the console's copy of GET /calls (no Twilio configured)",
+                "responses": {"200": _json({"type": "object"}, "a page of calls"), "404": {"description": "Sync mode"}},
+            }
+        },
+        "/console/records/{callSid}": {
+            "get": {
+                "summary": "Hub mode only: the console's copy of GET /calls/{callSid}",
+                "parameters": [_path("callSid")],
+                "responses": {"200": _json({"type": "object"}, "the record"), "404": {"description": "Sync mode"}},
+            }
+        },
+        "/console/records/{callSid}/audio": {
+            "get": {
+                "summary": "Hub mode only: the console's copy of GET /calls/{callSid}/audio",
+                "parameters": [_path("callSid")],
+                "responses": {"200": {"description": "FLAC"}, "404": {"description": "Sync mode or no audio"}},
             }
         },
         "/console/calls": {

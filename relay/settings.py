@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         "assist_wrapup", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", validation_alias=_env("RELAY_TASK_SUMMARY_ATTRIBUTE")
     )
 
+    # --- Call records (search and replay)
+    records: bool = Field(True, validation_alias=_env("RELAY_RECORDS"))
+    data_dir: Path = Field(Path("data"), validation_alias=_env("RELAY_DATA_DIR"))
+    # Unset: SQLite at <RELAY_DATA_DIR>/relay.db; postgresql://… for several relays sharing one history.
+    database_url: SecretStr | None = Field(None, validation_alias=_env("RELAY_DATABASE_URL"))
+    record_audio: bool = Field(False, validation_alias=_env("RELAY_RECORD_AUDIO"))
+    retention_days: float = Field(90.0, ge=0, validation_alias=_env("RELAY_RETENTION_DAYS"))
+    records_queue_max: int = Field(50_000, ge=100, validation_alias=_env("RELAY_RECORDS_QUEUE_MAX"))
+    records_roles: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("supervisor", "admin"), validation_alias=_env("RELAY_RECORDS_ROLES")
+    )
+
     # --- TaskRouter drives assist (POST /twilio/taskrouter)
     taskrouter_policy: str = Field("worker.assist != false", validation_alias=_env("RELAY_TASKROUTER_POLICY"))
     taskrouter_stop_policy: str = Field(
@@ -151,7 +163,7 @@ class Settings(BaseSettings):
         "inbound_track", validation_alias=_env("RELAY_STREAM_TRACK")
     )
 
-    @field_validator("allowed_origins", "flex_allowed_roles", mode="before")
+    @field_validator("allowed_origins", "flex_allowed_roles", "records_roles", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -179,6 +191,15 @@ class Settings(BaseSettings):
             compile_policy(value)
         except ConfigurationError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
     @field_validator("public_url")
@@ -250,6 +271,13 @@ class Settings(BaseSettings):
         parts = urlsplit(self.public_url)
         scheme = "https" if parts.scheme in ("https", "wss") else "http"
         return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{path}"
+
+    @property
+    def database(self) -> str:
+        """Where call records go: RELAY_DATABASE_URL, else SQLite in the data folder."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'relay.db').resolve()}"
 
     def stream_name_for(self, call_sid: str) -> str:
         return self.sync_stream_name.format(call_sid=call_sid)

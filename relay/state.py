@@ -23,6 +23,7 @@ from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, SUGGESTION_WINDOW, Metrics, 
 from .prompts import PromptLibrary
 from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
 from .recent import RecentSamples
+from .records import Records
 from .retrieval import Retriever
 from .settings import Settings
 from .stream_control import StreamControl
@@ -72,6 +73,7 @@ class RelayState:
     wrapup: WrapUpService | None = None  # the end-of-call wrap-up, unless RELAY_WRAPUP=false
     stream_control: StreamControl = field(init=False)  # REST Streams start/stop (set with the client)
     taskrouter: TaskRouterDriver | None = None  # TaskRouter events → stream start/stop (app.py)
+    records: Records | None = None  # call records, unless RELAY_RECORDS=false (app.py)
     # Calls (media_ws): live by CallSid, and those still flushing after their socket closed.
     calls: dict[str, CallHandle] = field(default_factory=dict)
     finishing: set[CallHandle] = field(default_factory=set)
@@ -93,6 +95,7 @@ class RelayState:
             knowledge_passages=lambda: len(self.knowledge.passages),
             wrapup_stats=lambda: self.wrapup.stats if self.wrapup is not None else None,
             taskrouter_stats=lambda: self.taskrouter.stats if self.taskrouter is not None else None,
+            records=lambda: self.records.writer if self.records is not None else None,
         )
         self.metrics = Metrics(collector)
 

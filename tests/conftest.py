@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
+import shutil
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,7 @@ from relay.audio import ulaw_encode
 from relay.settings import Settings
 from relay.simulator import sign_upgrade
 from relay.state import RELAY, RelayState
+from tests.fakes.postgres import PostgresServer, find_bin_dir
 from tests.fakes.realtime_server import Behaviour, FakeRealtimeServer, Turn
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -33,6 +38,16 @@ API_SECRET = "api-secret-" + "s" * 24
 # this one factor: raise it on a slow or loaded machine instead of editing tests.
 TIME_SCALE = float(os.environ.get("TEST_TIME_SCALE", "1"))
 
+# Call records (SQLite files, audio) of every relay a test starts go under one folder per session.
+_DATA_ROOT = Path(tempfile.mkdtemp(prefix="relay-test-data-"))
+atexit.register(shutil.rmtree, _DATA_ROOT, True)
+
+
+def fresh_data_dir() -> Path:
+    """A fresh RELAY_DATA_DIR (never the working folder's ./data)."""
+    return Path(tempfile.mkdtemp(dir=_DATA_ROOT))
+
+
 QUESTION_ANSWER = '{"question": "Can I get a refund?", "answer": "Yes, within 30 days of purchase."}'
 
 
@@ -42,6 +57,19 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("OPENAI_", "TWILIO_", "RELAY_")):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL (Debian package postgresql) is required in CI; .ci/run installs it")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); the SQLite suite still runs")
+    server = PostgresServer(bin_dir)
+    server.start()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -80,6 +108,7 @@ def relay_settings(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio, *
         "reconnect_initial_delay_s": 0.05,
         "reconnect_max_delay_s": 0.3,
         "sync_flush_deadline_s": 5.0,
+        "data_dir": fresh_data_dir(),
     }
     values.update(overrides)
     return Settings(**values)
@@ -129,7 +158,11 @@ async def start_relay(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
 async def relay_process(*args: str, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
     """`python -m relay.cli ARGS` as a real process with piped output, killed if it is still
     running when the block ends (a failed assertion must not leave it behind)."""
-    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "RELAY_DATA_DIR": str(fresh_data_dir()),
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

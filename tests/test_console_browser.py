@@ -22,7 +22,7 @@ from relay.callfile import load_call_audio
 from relay.settings import Settings
 from relay.simulator import CallSpec, stream_call
 from relay.state import RELAY
-from tests.conftest import TIME_SCALE, wait_until
+from tests.conftest import TIME_SCALE, fresh_data_dir, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -37,7 +37,9 @@ if not (CHROMIUM and CHROMEDRIVER):
 
 @pytest.fixture
 async def offline_relay() -> AsyncIterator[TestServer]:
-    settings = Settings(engine="local", use_uvloop=False, host="127.0.0.1", port=0)
+    settings = Settings(
+        engine="local", use_uvloop=False, host="127.0.0.1", port=0, data_dir=fresh_data_dir(), record_audio=True
+    )
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     yield server
@@ -121,6 +123,51 @@ async def test_console_shows_transcripts_and_suggestion_cards_live(offline_relay
         # Live question insights: one row per question, marked once answered.
         questions = {m["id"] for m in published if m["type"] == "insight" and m["kind"] == "question"}
         assert await asyncio.to_thread(_count, driver, ".insight.question") == len(questions) >= 3
+    finally:
+        await asyncio.to_thread(driver.quit)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+async def test_history_finds_the_ended_call_and_replays_it_from_a_clicked_line(offline_relay: TestServer) -> None:
+    """Hub mode: the demo's call is in the history once it ends; its page shows the timeline,
+    the cards with sources and the wrap-up, and a click on a line seeks the audio there."""
+    audio = load_call_audio(bundled_sample_call())
+    spec = CallSpec(audio=audio, pace=0)
+    await stream_call(f"ws://127.0.0.1:{offline_relay.port}/media", spec)
+    state = offline_relay.app[RELAY]
+    await wait_until(lambda: state.idle, timeout_s=30)
+    assert state.records is not None and await state.records.writer.idle()
+    record = await state.records.store.get(spec.call_sid)
+    assert record is not None
+
+    profile = tempfile.mkdtemp(prefix="relay-chromium-")
+    driver = await asyncio.to_thread(_browser, profile)
+    try:
+        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{offline_relay.port}/console#history")
+        await _until_browser(lambda: _count(driver, ".record") >= 1)
+        search = driver.find_element("id", "history-q")
+        await asyncio.to_thread(search.send_keys, "password")
+        await asyncio.to_thread(driver.find_element("css selector", "#history-form button").click)
+        await _until_browser(lambda: "password" in driver.find_element("id", "history-results").text)
+        await asyncio.to_thread(driver.find_element("css selector", f'.record[data-call-sid="{spec.call_sid}"]').click)
+        await _until_browser(lambda: _count(driver, "#history-call .timeline .line") == len(record["transcript"]))
+        page = await asyncio.to_thread(lambda: driver.find_element("id", "history-call").text)
+        assert _count(driver, "#history-call .suggestion") == len(record["suggestions"]) >= 3
+        assert "Source: Where is my order?" in page and "Wrap-up · " in page
+        # The audio loads (FLAC over range requests) and a click on a line seeks to its time.
+        await _until_browser(
+            lambda: driver.execute_script("return document.querySelector('.record-audio').readyState") >= 1
+        )
+        lines = driver.find_elements("css selector", "#history-call .timeline .line")
+        target = lines[-1]
+        at = float(target.get_attribute("data-at"))
+        await asyncio.to_thread(target.click)
+        position = await asyncio.to_thread(
+            driver.execute_script, "return document.querySelector('.record-audio').currentTime"
+        )
+        assert abs(position - at) < 0.5
+        ARTIFACTS.mkdir(exist_ok=True)
+        await asyncio.to_thread(driver.save_screenshot, str(ARTIFACTS / "console-history.png"))
     finally:
         await asyncio.to_thread(driver.quit)
         shutil.rmtree(profile, ignore_errors=True)

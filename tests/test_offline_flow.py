@@ -17,7 +17,7 @@ from relay.callfile import CallFileError, load_call_audio
 from relay.settings import Settings
 from relay.simulator import CallSpec, stream_call
 from relay.state import RELAY
-from tests.conftest import wait_until
+from tests.conftest import fresh_data_dir, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "sample_call.wav"
@@ -32,7 +32,7 @@ def expected_answers() -> list[str]:
 
 @pytest.fixture
 async def offline_relay() -> TestServer:
-    settings = Settings(engine="local", use_uvloop=False, host="127.0.0.1", port=0)
+    settings = Settings(engine="local", use_uvloop=False, host="127.0.0.1", port=0, data_dir=fresh_data_dir())
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     yield server  # type: ignore[misc]

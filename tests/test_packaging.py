@@ -158,10 +158,13 @@ async def test_serve_answers_health_from_an_empty_folder(installed: Installed) -
     assert proc.returncode == 0, err.decode()
     log = err.decode()
     assert '"origin":"bundled"' in log and "Traceback" not in log
+    # Call records work with no setup: a SQLite file under ./data, migrated at startup.
+    assert (installed.workdir / "data" / "relay.db").is_file() and '"schema":2' in log
 
 
 async def test_demo_prints_suggestions_from_an_empty_folder(installed: Installed) -> None:
     # A real-looking key in the environment must not switch the offline demo to OpenAI.
+    before = sorted(os.listdir(installed.workdir))  # `relay serve` keeps its records in ./data
     proc = await asyncio.create_subprocess_exec(
         str(installed.bin / "relay"),
         "demo",
@@ -177,4 +180,4 @@ async def test_demo_prints_suggestions_from_an_empty_folder(installed: Installed
     text = out.decode()
     assert proc.returncode == 0, err.decode()
     assert "offline engine" in text and "→ suggestion:" in text and "call ended: close 1000" in text
-    assert os.listdir(installed.workdir) == []  # nothing written into the user's folder
+    assert sorted(os.listdir(installed.workdir)) == before  # the demo writes nothing into the user's folder

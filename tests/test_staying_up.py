@@ -21,6 +21,7 @@ from tests.conftest import (
     StartRelay,
     coverage,
     expected_pcm,
+    fresh_data_dir,
     qa_turns,
     speech_like_ulaw,
     wait_until,
@@ -323,6 +324,7 @@ async def test_sigterm_drains_a_real_server_process(fake_realtime: FakeRealtimeS
         "RELAY_PORT": str(port),
         "RELAY_DRAIN_DEADLINE_S": "10",
         "RELAY_LOG_LEVEL": "WARNING",
+        "RELAY_DATA_DIR": str(fresh_data_dir()),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "relay.cli", "serve", env=env, stderr=asyncio.subprocess.DEVNULL

@@ -135,3 +135,110 @@ function loadSdk() {
     document.head.append(s);
   });
 }
+
+// ---------------------------------------------------------------- history: call records
+
+function recordsBase() { return MODE === "hub" ? "/console/records" : "/calls"; }
+
+function recordsHeaders() {
+  const token = document.getElementById("flex-token")?.value.trim();
+  return MODE === "hub" || !token ? {} : { Authorization: "Bearer " + token };
+}
+
+function showTab() {
+  const history = location.hash === "#history";
+  document.getElementById("history").hidden = !history;
+  document.getElementById("calls").hidden = history;
+  if (history && !document.getElementById("history-results").dataset.loaded) searchRecords();
+}
+
+async function searchRecords() {
+  const params = new URLSearchParams();
+  const q = document.getElementById("history-q").value.trim();
+  const agent = document.getElementById("history-agent").value.trim();
+  if (q) params.set("q", q);
+  if (agent) params.set("agent", agent);
+  const results = document.getElementById("history-results");
+  results.dataset.loaded = "1";
+  const r = await fetch(recordsBase() + "?" + params, { headers: recordsHeaders() });
+  if (!r.ok) { results.textContent = "Records unavailable: " + r.status; return; }
+  const page = await r.json();
+  results.replaceChildren();
+  if (!page.calls.length) { results.textContent = "No calls found."; return; }
+  for (const call of page.calls) {
+    const row = document.createElement("div");
+    row.className = "record";
+    row.dataset.callSid = call.call_sid;
+    const when = call.started_at ? new Date(call.started_at * 1000).toLocaleString() : "";
+    row.innerHTML = '<div class="head"></div><div class="sum"></div><div class="hits"></div>';
+    row.querySelector(".head").textContent = [when, call.call_sid, call.worker || "", call.disposition || ""].filter(Boolean).join(" · ");
+    row.querySelector(".sum").textContent = call.summary || "";
+    row.querySelector(".hits").textContent = (call.matches || []).map(m => "“" + m.text + "”").join("  ");
+    row.addEventListener("click", () => openRecord(call.call_sid));
+    results.append(row);
+  }
+}
+
+async function openRecord(callSid) {
+  const box = document.getElementById("history-call");
+  const r = await fetch(recordsBase() + "/" + callSid, { headers: recordsHeaders() });
+  if (!r.ok) { box.hidden = false; box.textContent = "Record unavailable: " + r.status; return; }
+  const rec = await r.json();
+  box.hidden = false;
+  box.replaceChildren();
+  const title = document.createElement("h2");
+  title.textContent = callSid;
+  box.append(title);
+  let audio = null;
+  if (rec.has_audio) {
+    audio = document.createElement("audio");
+    audio.controls = true;
+    audio.className = "record-audio";
+    if (MODE === "hub") audio.src = recordsBase() + "/" + callSid + "/audio";
+    else fetch(recordsBase() + "/" + callSid + "/audio", { headers: recordsHeaders() })
+      .then(a => a.blob()).then(b => { audio.src = URL.createObjectURL(b); });
+    box.append(audio);
+  }
+  // One timeline: lines and suggestion cards in time order; a line click seeks the audio.
+  const items = rec.transcript.map(l => ({ at: l.at_s, line: l }))
+    .concat(rec.suggestions.map(s => ({ at: s.at_s, suggestion: s })))
+    .sort((a, b) => a.at - b.at);
+  const timeline = document.createElement("div");
+  timeline.className = "timeline";
+  for (const item of items) {
+    if (item.line) {
+      const line = document.createElement("div");
+      line.className = "line " + item.line.speaker;
+      line.dataset.at = item.at;
+      line.innerHTML = '<span class="when"></span><span class="who"></span><span class="text"></span>';
+      line.querySelector(".when").textContent = formatAt(item.at);
+      line.querySelector(".who").textContent = item.line.speaker === "agent" ? "Agent" : "Customer";
+      line.querySelector(".text").textContent = item.line.text;
+      line.addEventListener("click", () => { if (audio) { audio.currentTime = item.at; audio.play().catch(() => {}); } });
+      timeline.append(line);
+    } else {
+      const s = item.suggestion;
+      const card = document.createElement("div");
+      card.className = "suggestion";
+      card.innerHTML = '<div class="q"></div><div class="a"></div><div class="src"></div>';
+      card.querySelector(".q").textContent = s.question;
+      card.querySelector(".a").textContent = s.answer;
+      card.querySelector(".src").textContent = (s.sources || []).length ? "Source: " + s.sources.map(x => x.title || x.id).join(" · ") : "";
+      timeline.append(card);
+    }
+  }
+  box.append(timeline);
+  if (rec.wrapup) {
+    const holder = { body: box, el: box, parts: new Map() };
+    renderWrapUp(holder, rec.wrapup);
+  }
+}
+
+function formatAt(seconds) {
+  const s = Math.floor(seconds);
+  return String(Math.floor(s / 60)).padStart(2, "0") + ":" + String(s % 60).padStart(2, "0");
+}
+
+document.getElementById("history-form").addEventListener("submit", (e) => { e.preventDefault(); searchRecords(); });
+window.addEventListener("hashchange", showTab);
+showTab();

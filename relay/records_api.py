@@ -1,0 +1,164 @@
+"""Call records over HTTP.
+
+`GET /calls?q=&agent=&from=&to=&limit=&cursor=` (search, newest first, paginated by cursor),
+`GET /calls/{CallSid}` (the record), `GET /calls/{CallSid}/audio` (FLAC, HTTP range
+requests), `DELETE /calls/{CallSid}`. Guarded by a Flex token whose roles include one of
+`RELAY_RECORDS_ROLES` (supervisor, admin): never open.
+
+In hub mode (no Twilio: the offline demo) the console reads the same answers from
+`/console/records…`, which exist only in that mode, like the live feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from .call_store import SearchQuery, StoreUnavailable
+from .flex_auth import FlexAuthError
+from .http_api import authenticate, flex_token
+from .state import RELAY, RelayState
+
+log = logging.getLogger("relay.records")
+
+CALL_SID_RE = re.compile(r"^CA[0-9a-fA-F]{32}$")
+MAX_LIMIT = 100
+Guard = Callable[[web.Request, RelayState], Awaitable[web.Response | None]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _supervisor(request: web.Request, state: RelayState) -> web.Response | None:
+    try:
+        identity = await authenticate(state, flex_token(request, dict(request.query)))
+    except FlexAuthError as exc:
+        return _error(exc.status, exc.reason)
+    if not set(state.settings.records_roles).intersection(identity.roles):
+        state.stats.flex_auth["records_role_denied"] += 1
+        return _error(403, "call records need a supervisor or admin Flex role")
+    return None
+
+
+async def _hub_mode(request: web.Request, state: RelayState) -> web.Response | None:
+    if state.sync is not None or state.hub is None:
+        return _error(404, "the console's records view is served only in hub mode; use /calls")
+    return None
+
+
+def _moment(value: str | None, name: str) -> float | None:
+    """ISO 8601 (`2026-12-03T10:00:00Z`, a date alone) or Unix seconds."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f'{{"error":"{name} must be ISO 8601 or Unix seconds"}}', content_type="application/json"
+        ) from None
+
+
+def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    async def search(request: web.Request) -> web.StreamResponse:
+        state = request.app[RELAY]
+        if (refused := await guard(request, state)) is not None:
+            return refused
+        if state.records is None:
+            return _error(503, "call records are off (RELAY_RECORDS=false)")
+        q = request.query
+        try:
+            limit = min(MAX_LIMIT, max(1, int(q.get("limit", "20"))))
+        except ValueError:
+            return _error(400, "limit must be a number")
+        query = SearchQuery(
+            text=q.get("q") or None,
+            agent=q.get("agent") or None,
+            since=_moment(q.get("from"), "from"),
+            until=_moment(q.get("to"), "to"),
+            limit=limit,
+            cursor=q.get("cursor") or None,
+        )
+        try:
+            await state.records.ready()
+            page = await state.records.store.search(query)
+        except ValueError:
+            return _error(400, "invalid cursor")
+        except StoreUnavailable as exc:
+            log.warning("records search failed: database unavailable", extra={"error": str(exc)})
+            return _error(503, "the call records database is unavailable")
+        return web.json_response({"calls": page.calls, "next_cursor": page.next_cursor})
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        state = request.app[RELAY]
+        if (refused := await guard(request, state)) is not None:
+            return refused
+        call_sid = request.match_info["callSid"]
+        if not CALL_SID_RE.match(call_sid):
+            return _error(400, "callSid must look like CA followed by 32 hex digits")
+        if state.records is None:
+            return _error(503, "call records are off (RELAY_RECORDS=false)")
+        try:
+            await state.records.ready()
+            found = await state.records.store.get(call_sid)
+        except StoreUnavailable:
+            return _error(503, "the call records database is unavailable")
+        if found is None:
+            return _error(404, "no record of that call")
+        return web.json_response(found)
+
+    async def audio(request: web.Request) -> web.StreamResponse:
+        state = request.app[RELAY]
+        if (refused := await guard(request, state)) is not None:
+            return refused
+        call_sid = request.match_info["callSid"]
+        if not CALL_SID_RE.match(call_sid):
+            return _error(400, "callSid must look like CA followed by 32 hex digits")
+        records = state.records
+        if records is None or records.audio_dir is None:
+            return _error(404, "call audio is not recorded (RELAY_RECORD_AUDIO=false)")
+        path: Path = records.audio_path(call_sid)
+        if not await asyncio.to_thread(path.is_file):
+            return _error(404, "no audio for that call")
+        # aiohttp's FileResponse answers Range requests (206, Content-Range) and HEAD.
+        return web.FileResponse(path, headers={"Content-Type": "audio/flac", "Cache-Control": "no-store"})
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        state = request.app[RELAY]
+        if (refused := await guard(request, state)) is not None:
+            return refused
+        call_sid = request.match_info["callSid"]
+        if not CALL_SID_RE.match(call_sid):
+            return _error(400, "callSid must look like CA followed by 32 hex digits")
+        if state.records is None:
+            return _error(503, "call records are off (RELAY_RECORDS=false)")
+        try:
+            existed = await state.records.delete(call_sid)
+        except StoreUnavailable:
+            return _error(503, "the call records database is unavailable")
+        log.info("call record deleted", extra={"call_sid": call_sid, "existed": existed})
+        return web.Response(status=204) if existed else _error(404, "no record of that call")
+
+    return {"search": search, "record": record, "audio": audio, "delete": delete}
+
+
+def add_routes(app: web.Application) -> None:
+    api = _handlers(_supervisor)
+    app.router.add_get("/calls", api["search"])
+    app.router.add_get("/calls/{callSid}", api["record"])
+    app.router.add_get("/calls/{callSid}/audio", api["audio"])
+    app.router.add_delete("/calls/{callSid}", api["delete"])
+    hub = _handlers(_hub_mode)
+    app.router.add_get("/console/records", hub["search"])
+    app.router.add_get("/console/records/{callSid}", hub["record"])
+    app.router.add_get("/console/records/{callSid}/audio", hub["audio"])

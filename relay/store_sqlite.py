@@ -1,0 +1,336 @@
+"""Call records in SQLite (the default: one file under the data folder, no setup).
+
+One aiosqlite connection (its own thread), WAL journal so readers never wait for the writer,
+FTS5 over transcript lines (porter stemming). Migrations are numbered steps run in one
+transaction each; `schema_version` says where a database is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from .call_store import (
+    CallEnded,
+    CallStarted,
+    EventRow,
+    LineRow,
+    Row,
+    SearchPage,
+    SearchQuery,
+    StoreUnavailable,
+    SuggestionRow,
+    decode_cursor,
+    encode_cursor,
+)
+
+MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE calls (
+                call_sid TEXT PRIMARY KEY, stream_sid TEXT, task_sid TEXT, worker TEXT,
+                started_at REAL, ended_at REAL, prompt TEXT, engine TEXT, end_reason TEXT,
+                wrapup TEXT, summary TEXT, audio_path TEXT)""",
+            "CREATE INDEX calls_started ON calls (started_at DESC, call_sid DESC)",
+            """CREATE TABLE lines (
+                call_sid TEXT NOT NULL, n INTEGER NOT NULL, at_s REAL, speaker TEXT, text TEXT,
+                utterance_id TEXT, UNIQUE (call_sid, n))""",
+            """CREATE TABLE suggestions (
+                call_sid TEXT NOT NULL, n INTEGER NOT NULL, at_s REAL, suggestion_id TEXT,
+                question TEXT, answer TEXT, sources TEXT, latency_s REAL, UNIQUE (call_sid, n))""",
+            """CREATE TABLE events (
+                call_sid TEXT NOT NULL, n INTEGER NOT NULL, at_s REAL, kind TEXT, body TEXT,
+                UNIQUE (call_sid, n))""",
+        ],
+    ),
+    (
+        2,  # search: full text over lines (existing lines indexed), agent and disposition filters
+        [
+            "ALTER TABLE calls ADD COLUMN disposition TEXT",
+            "CREATE INDEX calls_worker ON calls (worker, started_at DESC)",
+            """CREATE VIRTUAL TABLE lines_fts USING fts5(
+                text, content='lines', content_rowid='rowid', tokenize='porter unicode61')""",
+            """CREATE TRIGGER lines_ai AFTER INSERT ON lines BEGIN
+                INSERT INTO lines_fts (rowid, text) VALUES (new.rowid, new.text); END""",
+            """CREATE TRIGGER lines_ad AFTER DELETE ON lines BEGIN
+                INSERT INTO lines_fts (lines_fts, rowid, text) VALUES ('delete', old.rowid, old.text); END""",
+            "INSERT INTO lines_fts (lines_fts) VALUES ('rebuild')",
+        ],
+    ),
+]
+LATEST: Final = MIGRATIONS[-1][0]
+_MATCHES_PER_CALL: Final = 3
+
+
+def fts_query(text: str) -> str:
+    """User words → an FTS5 query of quoted terms (all must match); no operator injection."""
+    terms = [t.replace('"', '""') for t in text.split() if t.strip()]
+    return " ".join(f'"{t}"' for t in terms)
+
+
+class SqliteStore:
+    engine = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        # One connection has one transaction at a time: writes, deletes and migrations take turns.
+        self._transaction = asyncio.Lock()
+
+    async def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                db = await aiosqlite.connect(self.path, timeout=2.0)
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
+                await db.execute("PRAGMA busy_timeout=2000")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            db.row_factory = aiosqlite.Row
+            self._db = db
+        return self._db
+
+    async def schema_version(self) -> int:
+        db = await self._conn()
+        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        async with db.execute("SELECT max(version) FROM schema_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def migrate(self, target: int = LATEST) -> int:
+        async with self._transaction:
+            db = await self._conn()
+            try:
+                current = await self.schema_version()
+                await db.commit()
+                for version, statements in MIGRATIONS:
+                    if current < version <= target:
+                        await db.execute("BEGIN IMMEDIATE")
+                        async with db.execute("SELECT max(version) FROM schema_version") as cursor:
+                            row = await cursor.fetchone()
+                        if row and row[0] is not None and int(row[0]) >= version:  # done by another process
+                            await db.commit()
+                            current = int(row[0])
+                            continue
+                        for statement in statements:
+                            await db.execute(statement)
+                        await db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                        await db.commit()
+                        current = version
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            return current
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        async with self._transaction:
+            db = await self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                for row in rows:
+                    await self._write_one(db, row)
+                await db.commit()
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    async def _write_one(self, db: aiosqlite.Connection, row: Row) -> None:
+        if isinstance(row, LineRow):
+            await db.execute(
+                "INSERT INTO lines (call_sid, n, at_s, speaker, text, utterance_id) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT DO NOTHING",
+                (row.call_sid, row.n, row.at_s, row.speaker, row.text, row.utterance_id),
+            )
+        elif isinstance(row, SuggestionRow):
+            await db.execute(
+                "INSERT INTO suggestions (call_sid, n, at_s, suggestion_id, question, answer, sources, latency_s) "
+                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (
+                    row.call_sid,
+                    row.n,
+                    row.at_s,
+                    row.suggestion_id,
+                    row.question,
+                    row.answer,
+                    json.dumps(list(row.sources)),
+                    row.latency_s,
+                ),
+            )
+        elif isinstance(row, EventRow):
+            await db.execute(
+                "INSERT INTO events (call_sid, n, at_s, kind, body) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (row.call_sid, row.n, row.at_s, row.kind, json.dumps(row.body)),
+            )
+        elif isinstance(row, CallStarted):
+            await db.execute(
+                "INSERT INTO calls (call_sid, stream_sid, task_sid, worker, started_at, prompt, engine) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (call_sid) DO UPDATE SET stream_sid = excluded.stream_sid, "
+                "task_sid = coalesce(excluded.task_sid, calls.task_sid), "
+                "worker = coalesce(excluded.worker, calls.worker)",
+                (row.call_sid, row.stream_sid, row.task_sid, row.worker, row.started_at, row.prompt, row.engine),
+            )
+        elif isinstance(row, CallEnded):
+            await db.execute(
+                "INSERT INTO calls (call_sid, ended_at, end_reason, summary, wrapup, disposition, task_sid, "
+                "audio_path) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (call_sid) DO UPDATE SET "
+                "ended_at = excluded.ended_at, "
+                "end_reason = excluded.end_reason, summary = excluded.summary, wrapup = excluded.wrapup, "
+                "disposition = excluded.disposition, task_sid = coalesce(excluded.task_sid, calls.task_sid), "
+                "audio_path = coalesce(excluded.audio_path, calls.audio_path)",
+                (
+                    row.call_sid,
+                    row.ended_at,
+                    row.end_reason,
+                    json.dumps(row.summary),
+                    json.dumps(row.wrapup) if row.wrapup is not None else None,
+                    row.disposition,
+                    row.task_sid,
+                    row.audio_path,
+                ),
+            )
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        db = await self._conn()
+        where: list[str] = ["1=1"]
+        params: list[Any] = []
+        if query.text and fts_query(query.text):
+            where.append(
+                "c.call_sid IN (SELECT l.call_sid FROM lines_fts JOIN lines l ON l.rowid = lines_fts.rowid "
+                "WHERE lines_fts MATCH ?)"
+            )
+            params.append(fts_query(query.text))
+        if query.agent:
+            where.append("c.worker = ?")
+            params.append(query.agent)
+        if query.since is not None:
+            where.append("c.started_at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("c.started_at < ?")
+            params.append(query.until)
+        if query.cursor:
+            started, sid = decode_cursor(query.cursor)
+            where.append("(c.started_at < ? OR (c.started_at = ? AND c.call_sid < ?))")
+            params.extend([started, started, sid])
+        sql = (
+            "SELECT c.call_sid, c.stream_sid, c.task_sid, c.worker, c.started_at, c.ended_at, c.prompt, c.engine, "
+            "c.end_reason, c.disposition, c.wrapup FROM calls c WHERE " + " AND ".join(where) + " "
+            "ORDER BY c.started_at DESC, c.call_sid DESC LIMIT ?"
+        )
+        try:
+            async with db.execute(sql, (*params, query.limit + 1)) as cursor:
+                rows = [dict(r) for r in await cursor.fetchall()]
+            page = SearchPage(calls=[_listing(r) for r in rows[: query.limit]])
+            if len(rows) > query.limit:
+                last = rows[query.limit - 1]
+                page.next_cursor = encode_cursor(last["started_at"], last["call_sid"])
+            if query.text and page.calls and fts_query(query.text):
+                await self._attach_matches(db, page, fts_query(query.text))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+        return page
+
+    async def _attach_matches(self, db: aiosqlite.Connection, page: SearchPage, match: str) -> None:
+        sids = [c["call_sid"] for c in page.calls]
+        marks = ",".join("?" * len(sids))
+        sql = (
+            "SELECT call_sid, at_s, speaker, text FROM ("
+            " SELECT l.call_sid, l.at_s, l.speaker, l.text,"
+            " row_number() OVER (PARTITION BY l.call_sid ORDER BY l.n) AS k"
+            " FROM lines_fts JOIN lines l ON l.rowid = lines_fts.rowid"
+            f" WHERE lines_fts MATCH ? AND l.call_sid IN ({marks})) WHERE k <= {_MATCHES_PER_CALL}"
+        )
+        by_call: dict[str, list[dict[str, Any]]] = {}
+        async with db.execute(sql, (match, *sids)) as cursor:
+            for r in await cursor.fetchall():
+                by_call.setdefault(r["call_sid"], []).append(
+                    {"at_s": r["at_s"], "speaker": r["speaker"], "text": r["text"]}
+                )
+        for call in page.calls:
+            call["matches"] = by_call.get(call["call_sid"], [])
+
+    async def get(self, call_sid: str) -> dict[str, Any] | None:
+        db = await self._conn()
+        try:
+            async with db.execute("SELECT * FROM calls WHERE call_sid = ?", (call_sid,)) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            record = _record(dict(row))
+            async with db.execute(
+                "SELECT at_s, speaker, text, utterance_id FROM lines WHERE call_sid = ? ORDER BY n", (call_sid,)
+            ) as cursor:
+                record["transcript"] = [dict(r) for r in await cursor.fetchall()]
+            async with db.execute(
+                "SELECT at_s, suggestion_id, question, answer, sources, latency_s FROM suggestions "
+                "WHERE call_sid = ? ORDER BY n",
+                (call_sid,),
+            ) as cursor:
+                record["suggestions"] = [
+                    {**dict(r), "sources": json.loads(r["sources"] or "[]")} for r in await cursor.fetchall()
+                ]
+            async with db.execute(
+                "SELECT at_s, kind, body FROM events WHERE call_sid = ? ORDER BY n", (call_sid,)
+            ) as cursor:
+                events = [(r["kind"], {"at_s": r["at_s"], **json.loads(r["body"])}) for r in await cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+        record["statuses"] = [body for kind, body in events if kind == "status"]
+        record["insights"] = [body for kind, body in events if kind == "insight"]
+        return record
+
+    async def delete(self, call_sid: str) -> str | None:
+        """Delete one call; returns its audio path (the caller removes the file)."""
+        deleted = await self._delete_where("call_sid = ?", (call_sid,))
+        return deleted[0][1] if deleted else None
+
+    async def expire(self, ended_before: float) -> list[tuple[str, str | None]]:
+        return await self._delete_where("coalesce(ended_at, started_at) < ?", (ended_before,))
+
+    async def _delete_where(self, condition: str, params: tuple[Any, ...]) -> list[tuple[str, str | None]]:
+        async with self._transaction:
+            db = await self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                async with db.execute(f"SELECT call_sid, audio_path FROM calls WHERE {condition}", params) as cursor:
+                    doomed = [(r[0], r[1]) for r in await cursor.fetchall()]
+                for table in ("lines", "suggestions", "events", "calls"):
+                    await db.executemany(f"DELETE FROM {table} WHERE call_sid = ?", [(sid,) for sid, _ in doomed])
+                await db.commit()
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            return doomed
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    try:
+        await db.rollback()
+    except sqlite3.Error:
+        pass
+
+
+def _listing(row: dict[str, Any]) -> dict[str, Any]:
+    wrapup = json.loads(row.pop("wrapup") or "null")
+    row["summary"] = wrapup.get("summary") if isinstance(wrapup, dict) else None
+    return row
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    row["wrapup"] = json.loads(row["wrapup"]) if row.get("wrapup") else None
+    row["counters"] = json.loads(row.pop("summary")) if row.get("summary") else None
+    row["has_audio"] = bool(row.pop("audio_path", None))
+    return row
