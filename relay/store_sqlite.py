@@ -135,41 +135,48 @@ class SqliteStore:
             db = await self._conn()
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                for row in rows:
-                    await self._write_one(db, row)
+                for row in rows:  # the calls' own rows, in order (a start and its end may share a batch)
+                    if isinstance(row, CallStarted | CallEnded):
+                        await self._write_one(db, row)
+                # Lines, suggestions, events: one executemany each (one hop to the database thread).
+                await db.executemany(
+                    "INSERT INTO lines (call_sid, n, at_s, speaker, text, utterance_id) VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT DO NOTHING",
+                    [
+                        (r.call_sid, r.n, r.at_s, r.speaker, r.text, r.utterance_id)
+                        for r in rows
+                        if isinstance(r, LineRow)
+                    ],
+                )
+                await db.executemany(
+                    "INSERT INTO suggestions (call_sid, n, at_s, suggestion_id, question, answer, sources, latency_s) "
+                    "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    [
+                        (
+                            r.call_sid,
+                            r.n,
+                            r.at_s,
+                            r.suggestion_id,
+                            r.question,
+                            r.answer,
+                            json.dumps(list(r.sources)),
+                            r.latency_s,
+                        )
+                        for r in rows
+                        if isinstance(r, SuggestionRow)
+                    ],
+                )
+                await db.executemany(
+                    "INSERT INTO events (call_sid, n, at_s, kind, body) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    [(r.call_sid, r.n, r.at_s, r.kind, json.dumps(r.body)) for r in rows if isinstance(r, EventRow)],
+                )
                 await db.commit()
             except sqlite3.Error as exc:
                 await _rollback(db)
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
 
-    async def _write_one(self, db: aiosqlite.Connection, row: Row) -> None:
-        if isinstance(row, LineRow):
-            await db.execute(
-                "INSERT INTO lines (call_sid, n, at_s, speaker, text, utterance_id) VALUES (?,?,?,?,?,?) "
-                "ON CONFLICT DO NOTHING",
-                (row.call_sid, row.n, row.at_s, row.speaker, row.text, row.utterance_id),
-            )
-        elif isinstance(row, SuggestionRow):
-            await db.execute(
-                "INSERT INTO suggestions (call_sid, n, at_s, suggestion_id, question, answer, sources, latency_s) "
-                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (
-                    row.call_sid,
-                    row.n,
-                    row.at_s,
-                    row.suggestion_id,
-                    row.question,
-                    row.answer,
-                    json.dumps(list(row.sources)),
-                    row.latency_s,
-                ),
-            )
-        elif isinstance(row, EventRow):
-            await db.execute(
-                "INSERT INTO events (call_sid, n, at_s, kind, body) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (row.call_sid, row.n, row.at_s, row.kind, json.dumps(row.body)),
-            )
-        elif isinstance(row, CallStarted):
+    async def _write_one(self, db: aiosqlite.Connection, row: CallStarted | CallEnded) -> None:
+        if isinstance(row, CallStarted):
             await db.execute(
                 "INSERT INTO calls (call_sid, stream_sid, task_sid, worker, started_at, prompt, engine) "
                 "VALUES (?,?,?,?,?,?,?) ON CONFLICT (call_sid) DO UPDATE SET stream_sid = excluded.stream_sid, "
