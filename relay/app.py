@@ -258,6 +258,7 @@ def _wrapup_service(
             max_attempts=settings.summary_max_attempts,
             request_timeout_s=settings.summary_request_timeout_s,
         )
+        summarizer.warm_up(dispositions.names)
     else:
         summarizer = ExtractiveSummarizer()
     writer = TaskAttributeWriter(state.twilio_client) if state.twilio_client is not None else None

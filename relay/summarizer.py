@@ -16,7 +16,6 @@ still knows what was spent.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from typing import Protocol
@@ -39,6 +38,7 @@ from .wrapup import (
     notes_model,
     render_line,
     render_suggestion,
+    schema_tokens,
 )
 
 log = logging.getLogger("relay.wrapup")
@@ -101,6 +101,18 @@ class OpenAISummarizer:
         self._parallel = asyncio.Semaphore(max(1, parallel_chunks))
         self._rng = random.Random(seed)
 
+    def warm_up(self, codes: tuple[str, ...]) -> None:
+        """Build the schema and import the SDK's Responses types now, not in the first
+        burst of calls ending (a warm-up only: the SDK's helper is not public API)."""
+        try:
+            from openai.lib._parsing._responses import type_to_text_format_param
+
+            type_to_text_format_param(notes_model(codes))
+        except ImportError:
+            pass
+        schema_tokens(notes_model(codes))
+        _ = self._client.responses
+
     async def summarize(self, request: WrapUpRequest, usage: Usage) -> WrapUpResult:
         model = notes_model(request.dispositions.names)
         codes = request.dispositions.describe()
@@ -113,8 +125,7 @@ class OpenAISummarizer:
         rendered = [text for _, text in entries]
         # What one request may spend on the transcript: the budget less the instructions
         # and the schema (~1 token per 4 characters of its JSON).
-        schema_tokens = estimate_tokens(json.dumps(model.model_json_schema()))
-        room = max(500, self._budget - estimate_tokens(instructions) - schema_tokens - 200)
+        room = max(500, self._budget - estimate_tokens(instructions) - schema_tokens(model) - 200)
         chunks = chunk_lines(rendered, room)
         result = WrapUpResult(status="ok", engine=self.engine, model=self.model, lines=len(request.lines), usage=usage)
         try:

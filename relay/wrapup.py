@@ -14,6 +14,8 @@ by some request; nothing is dropped to make the budget.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 from collections import Counter
@@ -65,8 +67,16 @@ class WrapUpNotes(BaseModel):
     disposition: str = Field(description="One of the disposition codes listed in the instructions")
 
 
-def notes_model(codes: Sequence[str]) -> type[WrapUpNotes]:
-    """`WrapUpNotes` whose `disposition` may only be one of `codes` (an enum in the schema)."""
+@functools.lru_cache(maxsize=16)
+def schema_tokens(model: type[WrapUpNotes]) -> int:
+    """The schema's share of a request's token budget (~1 token per 4 characters of its JSON)."""
+    return estimate_tokens(json.dumps(model.model_json_schema()))
+
+
+@functools.lru_cache(maxsize=16)
+def notes_model(codes: tuple[str, ...]) -> type[WrapUpNotes]:
+    """`WrapUpNotes` whose `disposition` may only be one of `codes` (an enum in the schema).
+    Cached: building a pydantic model costs milliseconds, and calls end in bursts."""
     allowed: Any = Literal.__getitem__(tuple(codes))  # a Literal built at runtime from the file
     model: type[WrapUpNotes] = create_model(
         "WrapUpNotes",
