@@ -18,13 +18,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl && rm -rf /wheels && useradd --system --uid 10001 --home /srv relay \
-    && mkdir -p /srv && chown relay /srv
+    && mkdir -p /srv/data && chown -R relay /srv
 
 # An empty working folder: the relay uses ./prompts when one is mounted here, else its bundled defaults.
 WORKDIR /srv
 USER relay
 ENV RELAY_HOST=0.0.0.0 \
-    RELAY_PORT=8080
+    RELAY_PORT=8080 \
+    RELAY_DATA_DIR=/srv/data
+# Call records (SQLite) and call audio: keep them on a volume, or set RELAY_DATABASE_URL.
+VOLUME /srv/data
 EXPOSE 8080
 
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
