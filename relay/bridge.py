@@ -491,6 +491,7 @@ class CallBridge:
             "tool_calls": totals.tool_calls,
             "tool_errors": totals.tool_errors,
             "agent_lines": {"sent": totals.context_sent, "not_sent": totals.context_dropped},
+            "turns_ended_at_close": totals.turns_ended_at_close,
             "transcripts": self.transcripts,
             "suggestions": self.suggestions,
             "suggestions_empty": self.suggestions_empty,

@@ -326,6 +326,11 @@ class LocalSession:
     async def send_tool_result(self, call_id: str, output: str, *, more_tools: bool) -> None:
         return None  # the offline engine retrieves by itself and never calls tools
 
+    async def end_turn(self, *, respond: bool) -> None:
+        tail = self._vad.flush()  # the utterance in progress ends here
+        if tail is not None:
+            self._turn_ended(tail.audio)
+
     async def events(self) -> AsyncIterator[ModelEvent]:
         while True:
             event = await self._queue.get()

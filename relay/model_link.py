@@ -48,6 +48,7 @@ from .model_events import (
     ResponseDone,
     ResponseStarted,
     SessionClosed,
+    SpeechStarted,
     SpeechStopped,
     ToolCall,
     TranscriptCompleted,
@@ -93,6 +94,7 @@ class LinkCounters:
     tool_errors: int = 0  # of those, refused with an error (bad arguments, too many, …)
     context_sent: int = 0  # lines added to the live session (the agent's words)
     context_dropped: int = 0  # lines not added: no live session at the time
+    turns_ended_at_close: int = 0  # the call ended mid-utterance: that turn was committed and answered
     dropped_frames: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     connect_failures: int = 0
@@ -133,6 +135,8 @@ class _SessionWatch:
         self.awaiting_response = False
         # Turns whose transcription has not arrived yet (item ids).
         self.pending_transcripts: set[str] = set()
+        # A turn the customer is in the middle of (speech_started, no speech_stopped yet).
+        self.speech_open: str | None = None
         self.tool_calls_this_turn = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -309,6 +313,7 @@ class ModelLink:
                 item = self._buffer.pop(self._config.merge_max_bytes)
                 if item is None:
                     if self._closing:
+                        await self._end_open_turn(watch)
                         await self._await_idle(watch, self._config.final_response_wait_s)
                         return "closing"
                     self._wake.clear()
@@ -388,6 +393,22 @@ class ModelLink:
         finally:
             await watch.session.close()
 
+    async def _end_open_turn(self, watch: _SessionWatch) -> None:
+        """The call ends mid-utterance: have the model take what was said as the last turn,
+        so its transcript (and answer) are not lost with the session."""
+        item = watch.speech_open
+        if item is None or watch.closed.is_set():
+            return
+        watch.speech_open = None
+        try:
+            await watch.session.end_turn(respond=watch.expects_responses)
+        except SessionClosedError:
+            return
+        self.counters.turns_ended_at_close += 1
+        watch.pending_transcripts.add(item)
+        watch.awaiting_response = watch.expects_responses
+        watch.update_idle()
+
     async def _await_idle(self, watch: _SessionWatch, timeout: float) -> None:
         if watch.closed.is_set():
             return
@@ -407,7 +428,10 @@ class ModelLink:
                     watch.awaiting_response = False
                 elif isinstance(event, ResponseDone):
                     watch.active_responses.discard(event.response_id)
+                elif isinstance(event, SpeechStarted):
+                    watch.speech_open = event.item_id
                 elif isinstance(event, SpeechStopped):
+                    watch.speech_open = None
                     watch.awaiting_response = watch.expects_responses
                     watch.pending_transcripts.add(event.item_id)
                     watch.tool_calls_this_turn = 0

@@ -79,6 +79,17 @@ class OpenAIRealtimeSession:
             self._closed = True
             raise SessionClosedError(type(exc).__name__) from exc
 
+    async def end_turn(self, *, respond: bool) -> None:
+        # With server VAD the buffer is committed when speech stops; a call that ends first
+        # commits it here. A manual commit starts no response by itself: ask for one.
+        try:
+            await self._conn.send_raw('{"type":"input_audio_buffer.commit"}')
+            if respond:
+                await self._conn.send_raw('{"type":"response.create"}')
+        except Exception as exc:
+            self._closed = True
+            raise SessionClosedError(type(exc).__name__) from exc
+
     async def events(self) -> AsyncIterator[ModelEvent]:
         from websockets.exceptions import ConnectionClosed
 

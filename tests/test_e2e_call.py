@@ -197,3 +197,26 @@ async def test_a_suggestions_sources_are_resolved_against_the_knowledge(
     assert suggestion["sources"] == [{"id": "refunds.md#refund-timing", "title": "Refund timing"}]
     assert json.loads(suggestion["transcript"]) == {"question": answer["question"], "answer": answer["answer"]}
     assert relay.state.recent_summaries[-1]["events"]["sources_unknown"] == 1
+
+
+async def test_a_call_that_ends_mid_utterance_still_gets_that_turn_transcribed_and_answered(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
+) -> None:
+    # The customer is still talking when the call ends: server VAD never saw the end of the
+    # turn. The relay commits the buffer and asks for the answer before closing the session.
+    fake_realtime.behaviour.open_turn = Turn("And one last thing, can I get a refund?", QUESTION_ANSWER)
+    relay = await start_relay()
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(1.0)}, pace=1.0)  # real time: VAD has heard the start
+    await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+    await wait_until(lambda: relay.state.idle, timeout_s=15)
+
+    [session] = fake_realtime.sessions
+    events = session.client_events
+    assert events.index("input_audio_buffer.commit") < events.index("response.create")
+    assert fake_realtime.violations == []
+    published = fake_twilio.messages_for(f"FLEX_ASSIST_{spec.call_sid}")
+    finals = [m["text"] for m in published if m["type"] == "transcript" and m["final"]]
+    assert finals == ["And one last thing, can I get a refund?"]
+    assert [m["question"] for m in published if m["type"] == "suggestion"] == ["Can I get a refund?"]
+    summary = relay.state.recent_summaries[-1]
+    assert summary["turns_ended_at_close"] == 1 and summary["suggestions"] == 1

@@ -80,6 +80,8 @@ class FakeSession:
     append_times: list[tuple[float, int]] = field(default_factory=list)
     appends: int = 0
     client_events: list[str] = field(default_factory=list)
+    open_item: str | None = None  # the open turn's item, once speech_started was sent
+    open_committed: bool = False
     context_items: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     turns_sent: int = 0
@@ -115,6 +117,10 @@ class Behaviour:
     # test suite, and validating 2,500 appends/s would load the generator's core.
     validate_client_events: bool = True
     response_delay_s: float = 0.0
+    # A turn the customer is still speaking when the call ends: speech_started after the first
+    # append, never speech_stopped; an input_audio_buffer.commit completes it (transcript), and
+    # a response.create after that answers it.
+    open_turn: Turn | None = None
 
 
 class FakeRealtimeServer:
@@ -276,9 +282,17 @@ class FakeRealtimeServer:
             session.appends += 1
             session.append_times.append((arrived, len(chunk)))
             await self._after_append(session)
+        elif kind == "input_audio_buffer.commit":
+            open_turn = self.behaviour.open_turn
+            if session.open_item is not None and open_turn is not None and not session.open_committed:
+                session.open_committed = True
+                await self._transcribe(session, session.open_item, open_turn)
         elif kind == "response.create":
             session.response_creates.append(data.get("response") or {})
             session.response_requested.set()
+            if session.open_committed and self.behaviour.open_turn is not None and session.open_item is not None:
+                session.open_item = None  # answered once
+                self._spawn(self._answer(session, self.behaviour.open_turn))
         elif kind == "conversation.item.create":
             if data["item"].get("type") == "function_call_output":
                 session.tool_outputs.append(data["item"])
@@ -291,6 +305,14 @@ class FakeRealtimeServer:
 
     async def _after_append(self, session: FakeSession) -> None:
         behaviour = self.behaviour
+        if behaviour.open_turn is not None and session.open_item is None and not session.open_committed:
+            is_transcription = (session.session_config or {}).get("type") == "transcription"
+            if not is_transcription:
+                session.open_item = self._next_id("item")
+                await self._send(
+                    session,
+                    {"type": "input_audio_buffer.speech_started", "item_id": session.open_item, "audio_start_ms": 0},
+                )
         drops = behaviour.drop_after_appends
         if session.index < len(drops) and drops[session.index] and session.appends >= drops[session.index]:
             session.closed_by_server = "dropped"
@@ -329,6 +351,12 @@ class FakeRealtimeServer:
             session,
             {"type": "input_audio_buffer.speech_stopped", "item_id": item_id, "audio_end_ms": audio_ms},
         )
+        await self._transcribe(session, item_id, turn)
+        if session.session_config and session.session_config.get("type") == "transcription":
+            return  # transcription sessions never respond
+        await self._answer(session, turn)
+
+    async def _transcribe(self, session: FakeSession, item_id: str, turn: Turn) -> None:
         await self._send(
             session, {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None}
         )
@@ -354,8 +382,8 @@ class FakeRealtimeServer:
                 "usage": {"type": "duration", "seconds": 1.5},
             },
         )
-        if session.session_config and session.session_config.get("type") == "transcription":
-            return  # transcription sessions never respond
+
+    async def _answer(self, session: FakeSession, turn: Turn) -> None:
         for name, arguments in turn.tool_calls:
             session.response_requested.clear()
             await self._call_tool(session, name, arguments)
