@@ -342,4 +342,7 @@ async def drain(state: RelayState, deadline_s: float) -> None:
         await handle.owner.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
     pending = list(state.handlers) + list(state.background)
     if pending:
-        await asyncio.wait(pending, timeout=state.settings.sync_flush_deadline_s + 5)
+        # Ending calls flush Sync and write their wrap-up (each bounded by its own deadline).
+        settings = state.settings
+        wrapup_s = settings.summary_deadline_s if state.wrapup is not None else 0.0
+        await asyncio.wait(pending, timeout=settings.sync_flush_deadline_s + wrapup_s + 5)
