@@ -29,6 +29,7 @@ log = logging.getLogger("relay.records")
 
 CALL_SID_RE = re.compile(r"^CA[0-9a-fA-F]{32}$")
 MAX_LIMIT = 100
+MAX_QUERY_CHARS = 500
 Guard = Callable[[web.Request, RelayState], Awaitable[web.Response | None]]
 
 
@@ -77,6 +78,8 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
         if state.records is None:
             return _error(503, "call records are off (RELAY_RECORDS=false)")
         q = request.query
+        if len(q.get("q", "")) > MAX_QUERY_CHARS or len(q.get("agent", "")) > 200:
+            return _error(400, f"q is limited to {MAX_QUERY_CHARS} characters, agent to 200")
         try:
             limit = min(MAX_LIMIT, max(1, int(q.get("limit", "20"))))
         except ValueError:

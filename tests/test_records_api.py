@@ -122,6 +122,7 @@ async def test_bad_record_requests_are_400(start_relay: StartRelay) -> None:
     assert (await get(relay, "/calls?from=yesterday"))[0] == 400
     assert (await get(relay, "/calls?cursor=%%%"))[0] == 400
     assert (await get(relay, "/calls?limit=lots"))[0] == 400
+    assert (await get(relay, "/calls?q=" + "refund%20" * 200))[0] == 400  # a query is words, not a document
     # The console's copies exist only in hub mode (this relay publishes to Sync).
     assert (await get(relay, "/console/records", None))[0] == 404
 
