@@ -23,6 +23,7 @@ from aiohttp import web
 from .call_store import SearchQuery, StoreUnavailable
 from .flex_auth import FlexAuthError
 from .http_api import authenticate, flex_token
+from .records import Records
 from .state import RELAY, RelayState
 
 log = logging.getLogger("relay.records")
@@ -102,7 +103,8 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
             return _error(503, "the call records database is unavailable")
         return web.json_response({"calls": page.calls, "next_cursor": page.next_cursor})
 
-    async def record(request: web.Request) -> web.StreamResponse:
+    async def one_call(request: web.Request) -> tuple[Records, str] | web.Response:
+        """The checks every per-call request starts with: the guard, the SID, records on."""
         state = request.app[RELAY]
         if (refused := await guard(request, state)) is not None:
             return refused
@@ -111,9 +113,16 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
             return _error(400, "callSid must look like CA followed by 32 hex digits")
         if state.records is None:
             return _error(503, "call records are off (RELAY_RECORDS=false)")
+        return state.records, call_sid
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        checked = await one_call(request)
+        if isinstance(checked, web.Response):
+            return checked
+        records, call_sid = checked
         try:
-            await state.records.ready()
-            found = await state.records.store.get(call_sid)
+            await records.ready()
+            found = await records.store.get(call_sid)
         except StoreUnavailable:
             return _error(503, "the call records database is unavailable")
         if found is None:
@@ -121,14 +130,11 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
         return web.json_response(found)
 
     async def audio(request: web.Request) -> web.StreamResponse:
-        state = request.app[RELAY]
-        if (refused := await guard(request, state)) is not None:
-            return refused
-        call_sid = request.match_info["callSid"]
-        if not CALL_SID_RE.match(call_sid):
-            return _error(400, "callSid must look like CA followed by 32 hex digits")
-        records = state.records
-        if records is None or records.audio_dir is None:
+        checked = await one_call(request)
+        if isinstance(checked, web.Response):
+            return checked
+        records, call_sid = checked
+        if records.audio_dir is None:
             return _error(404, "call audio is not recorded (RELAY_RECORD_AUDIO=false)")
         path: Path = records.audio_path(call_sid)
         if not await asyncio.to_thread(path.is_file):
@@ -137,16 +143,12 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
         return web.FileResponse(path, headers={"Content-Type": "audio/flac", "Cache-Control": "no-store"})
 
     async def delete(request: web.Request) -> web.StreamResponse:
-        state = request.app[RELAY]
-        if (refused := await guard(request, state)) is not None:
-            return refused
-        call_sid = request.match_info["callSid"]
-        if not CALL_SID_RE.match(call_sid):
-            return _error(400, "callSid must look like CA followed by 32 hex digits")
-        if state.records is None:
-            return _error(503, "call records are off (RELAY_RECORDS=false)")
+        checked = await one_call(request)
+        if isinstance(checked, web.Response):
+            return checked
+        records, call_sid = checked
         try:
-            existed = await state.records.delete(call_sid)
+            existed = await records.delete(call_sid)
         except StoreUnavailable:
             return _error(503, "the call records database is unavailable")
         log.info("call record deleted", extra={"call_sid": call_sid, "existed": existed})
