@@ -335,6 +335,13 @@ async def test_event_streams_batches_are_accepted_when_signed(
             headers={"Content-Type": "application/json", "X-Twilio-Signature": signature},
         ) as r:
             assert r.status == 403
+        unhashed = RequestValidator(TWILIO_TOKEN).compute_signature(URL, {})
+        async with s.post(  # signed over the URL alone: the body would not be covered
+            relay.http_url("/twilio/taskrouter"),
+            data=body,
+            headers={"Content-Type": "application/json", "X-Twilio-Signature": unhashed},
+        ) as r:
+            assert r.status == 403
     await settled(relay)
     assert [call for call, _ in creates(fake_twilio)] == [CA]
 
