@@ -73,6 +73,8 @@ class RecordWriter:
             reason = "shutdown" if self._closing else "queue_full"
             self.stats.dropped[reason] += 1
             if row.call_sid not in self._drop_logged:  # once per call, not per row
+                if len(self._drop_logged) >= 10_000:  # a long outage must not grow this forever
+                    self._drop_logged.clear()
                 self._drop_logged.add(row.call_sid)
                 log.warning("call record rows dropped", extra={"call_sid": row.call_sid, "reason": reason})
             return False
