@@ -10,7 +10,8 @@ unknown outcome (the connection died around the commit) never writes a row twice
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -125,3 +126,44 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         return float(started), call_sid
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("invalid cursor") from exc
+
+
+# ---------------------------------------------------------------------------- shared by both stores
+
+
+def page_of(rows: list[dict[str, Any]], limit: int) -> SearchPage:
+    """A page from up to `limit + 1` rows, newest first: the extra row says there is more."""
+    page = SearchPage(calls=rows[:limit])
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        page.next_cursor = encode_cursor(last["started_at"], last["call_sid"])
+    return page
+
+
+def attach_matches(page: SearchPage, matches: Iterable[Mapping[str, Any]]) -> None:
+    """Each listed call gets the transcript lines that matched the search (`call_sid`,
+    `at_s`, `speaker`, `text` rows)."""
+    by_call: dict[str, list[dict[str, Any]]] = {}
+    for m in matches:
+        by_call.setdefault(m["call_sid"], []).append({"at_s": m["at_s"], "speaker": m["speaker"], "text": m["text"]})
+    for call in page.calls:
+        call["matches"] = by_call.get(call["call_sid"], [])
+
+
+def assemble_record(
+    call: dict[str, Any],
+    lines: Iterable[Mapping[str, Any]],
+    suggestions: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """One call's record as the API returns it, from its stored rows (JSON columns as text)."""
+    record = dict(call)
+    record["wrapup"] = json.loads(record["wrapup"]) if record.get("wrapup") else None
+    record["counters"] = json.loads(record.pop("summary")) if record.get("summary") else None
+    record["has_audio"] = bool(record.pop("audio_path", None))
+    record["transcript"] = [dict(r) for r in lines]
+    record["suggestions"] = [{**dict(r), "sources": json.loads(r["sources"] or "[]")} for r in suggestions]
+    kept = [(e["kind"], {"at_s": e["at_s"], **json.loads(e["body"])}) for e in events]
+    record["statuses"] = [body for kind, body in kept if kind == "status"]
+    record["insights"] = [body for kind, body in kept if kind == "insight"]
+    return record

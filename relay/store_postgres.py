@@ -24,8 +24,10 @@ from .call_store import (
     SearchQuery,
     StoreUnavailable,
     SuggestionRow,
+    assemble_record,
+    attach_matches,
     decode_cursor,
-    encode_cursor,
+    page_of,
 )
 
 MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
@@ -213,11 +215,7 @@ class PostgresStore:
         )
 
         async def run(conn: asyncpg.Connection) -> SearchPage:
-            rows = [dict(r) for r in await conn.fetch(sql, *params)]
-            page = SearchPage(calls=rows[: query.limit])
-            if len(rows) > query.limit:
-                last = rows[query.limit - 1]
-                page.next_cursor = encode_cursor(last["started_at"], last["call_sid"])
+            page = page_of([dict(r) for r in await conn.fetch(sql, *params)], query.limit)
             if query.text and query.text.strip() and page.calls:
                 matches = await conn.fetch(
                     "SELECT call_sid, at_s, speaker, text FROM ("
@@ -228,13 +226,7 @@ class PostgresStore:
                     [c["call_sid"] for c in page.calls],
                     query.text,
                 )
-                by_call: dict[str, list[dict[str, Any]]] = {}
-                for m in matches:
-                    by_call.setdefault(m["call_sid"], []).append(
-                        {"at_s": m["at_s"], "speaker": m["speaker"], "text": m["text"]}
-                    )
-                for call in page.calls:
-                    call["matches"] = by_call.get(call["call_sid"], [])
+                attach_matches(page, matches)
             return page
 
         page: SearchPage = await self._run(run)
@@ -245,26 +237,16 @@ class PostgresStore:
             row = await conn.fetchrow("SELECT * FROM calls WHERE call_sid = $1", call_sid)
             if row is None:
                 return None
-            record = dict(row)
-            record["wrapup"] = json.loads(record["wrapup"]) if record.get("wrapup") else None
-            record["counters"] = json.loads(record.pop("summary")) if record.get("summary") else None
-            record["has_audio"] = bool(record.pop("audio_path", None))
             lines = await conn.fetch(
                 "SELECT at_s, speaker, text, utterance_id FROM lines WHERE call_sid = $1 ORDER BY n", call_sid
             )
-            record["transcript"] = [dict(r) for r in lines]
             suggestions = await conn.fetch(
                 "SELECT at_s, suggestion_id, question, answer, sources, latency_s FROM suggestions "
                 "WHERE call_sid = $1 ORDER BY n",
                 call_sid,
             )
-            record["suggestions"] = [{**dict(r), "sources": json.loads(r["sources"] or "[]")} for r in suggestions]
             events = await conn.fetch("SELECT at_s, kind, body FROM events WHERE call_sid = $1 ORDER BY n", call_sid)
-            record["statuses"] = [{"at_s": e["at_s"], **json.loads(e["body"])} for e in events if e["kind"] == "status"]
-            record["insights"] = [
-                {"at_s": e["at_s"], **json.loads(e["body"])} for e in events if e["kind"] == "insight"
-            ]
-            return record
+            return assemble_record(dict(row), lines, suggestions, events)
 
         result: dict[str, Any] | None = await self._run(run)
         return result

@@ -26,8 +26,10 @@ from .call_store import (
     SearchQuery,
     StoreUnavailable,
     SuggestionRow,
+    assemble_record,
+    attach_matches,
     decode_cursor,
-    encode_cursor,
+    page_of,
 )
 
 MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
@@ -206,14 +208,15 @@ class SqliteStore:
 
     async def search(self, query: SearchQuery) -> SearchPage:
         db = await self._conn()
+        match = fts_query(query.text) if query.text else ""
         where: list[str] = ["1=1"]
         params: list[Any] = []
-        if query.text and fts_query(query.text):
+        if match:
             where.append(
                 "c.call_sid IN (SELECT l.call_sid FROM lines_fts JOIN lines l ON l.rowid = lines_fts.rowid "
                 "WHERE lines_fts MATCH ?)"
             )
-            params.append(fts_query(query.text))
+            params.append(match)
         if query.agent:
             where.append("c.worker = ?")
             params.append(query.agent)
@@ -229,40 +232,28 @@ class SqliteStore:
             params.extend([started, started, sid])
         sql = (
             "SELECT c.call_sid, c.stream_sid, c.task_sid, c.worker, c.started_at, c.ended_at, c.prompt, c.engine, "
-            "c.end_reason, c.disposition, c.wrapup FROM calls c WHERE " + " AND ".join(where) + " "
-            "ORDER BY c.started_at DESC, c.call_sid DESC LIMIT ?"
+            "c.end_reason, c.disposition, json_extract(c.wrapup, '$.summary') AS summary FROM calls c WHERE "
+            + " AND ".join(where)
+            + " ORDER BY c.started_at DESC, c.call_sid DESC LIMIT ?"
         )
         try:
             async with db.execute(sql, (*params, query.limit + 1)) as cursor:
-                rows = [dict(r) for r in await cursor.fetchall()]
-            page = SearchPage(calls=[_listing(r) for r in rows[: query.limit]])
-            if len(rows) > query.limit:
-                last = rows[query.limit - 1]
-                page.next_cursor = encode_cursor(last["started_at"], last["call_sid"])
-            if query.text and page.calls and fts_query(query.text):
-                await self._attach_matches(db, page, fts_query(query.text))
+                page = page_of([dict(r) for r in await cursor.fetchall()], query.limit)
+            if match and page.calls:
+                sids = [c["call_sid"] for c in page.calls]
+                marks = ",".join("?" * len(sids))
+                async with db.execute(
+                    "SELECT call_sid, at_s, speaker, text FROM ("
+                    " SELECT l.call_sid, l.at_s, l.speaker, l.text,"
+                    " row_number() OVER (PARTITION BY l.call_sid ORDER BY l.n) AS k"
+                    " FROM lines_fts JOIN lines l ON l.rowid = lines_fts.rowid"
+                    f" WHERE lines_fts MATCH ? AND l.call_sid IN ({marks})) WHERE k <= {_MATCHES_PER_CALL}",
+                    (match, *sids),
+                ) as cursor:
+                    attach_matches(page, [dict(r) for r in await cursor.fetchall()])
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
         return page
-
-    async def _attach_matches(self, db: aiosqlite.Connection, page: SearchPage, match: str) -> None:
-        sids = [c["call_sid"] for c in page.calls]
-        marks = ",".join("?" * len(sids))
-        sql = (
-            "SELECT call_sid, at_s, speaker, text FROM ("
-            " SELECT l.call_sid, l.at_s, l.speaker, l.text,"
-            " row_number() OVER (PARTITION BY l.call_sid ORDER BY l.n) AS k"
-            " FROM lines_fts JOIN lines l ON l.rowid = lines_fts.rowid"
-            f" WHERE lines_fts MATCH ? AND l.call_sid IN ({marks})) WHERE k <= {_MATCHES_PER_CALL}"
-        )
-        by_call: dict[str, list[dict[str, Any]]] = {}
-        async with db.execute(sql, (match, *sids)) as cursor:
-            for r in await cursor.fetchall():
-                by_call.setdefault(r["call_sid"], []).append(
-                    {"at_s": r["at_s"], "speaker": r["speaker"], "text": r["text"]}
-                )
-        for call in page.calls:
-            call["matches"] = by_call.get(call["call_sid"], [])
 
     async def get(self, call_sid: str) -> dict[str, Any] | None:
         db = await self._conn()
@@ -271,28 +262,23 @@ class SqliteStore:
                 row = await cursor.fetchone()
             if row is None:
                 return None
-            record = _record(dict(row))
             async with db.execute(
                 "SELECT at_s, speaker, text, utterance_id FROM lines WHERE call_sid = ? ORDER BY n", (call_sid,)
             ) as cursor:
-                record["transcript"] = [dict(r) for r in await cursor.fetchall()]
+                lines = [dict(r) for r in await cursor.fetchall()]
             async with db.execute(
                 "SELECT at_s, suggestion_id, question, answer, sources, latency_s FROM suggestions "
                 "WHERE call_sid = ? ORDER BY n",
                 (call_sid,),
             ) as cursor:
-                record["suggestions"] = [
-                    {**dict(r), "sources": json.loads(r["sources"] or "[]")} for r in await cursor.fetchall()
-                ]
+                suggestions = [dict(r) for r in await cursor.fetchall()]
             async with db.execute(
                 "SELECT at_s, kind, body FROM events WHERE call_sid = ? ORDER BY n", (call_sid,)
             ) as cursor:
-                events = [(r["kind"], {"at_s": r["at_s"], **json.loads(r["body"])}) for r in await cursor.fetchall()]
+                events = [dict(r) for r in await cursor.fetchall()]
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
-        record["statuses"] = [body for kind, body in events if kind == "status"]
-        record["insights"] = [body for kind, body in events if kind == "insight"]
-        return record
+        return assemble_record(dict(row), lines, suggestions, events)
 
     async def delete(self, call_sid: str) -> str | None:
         """Delete one call; returns its audio path (the caller removes the file)."""
@@ -328,16 +314,3 @@ async def _rollback(db: aiosqlite.Connection) -> None:
         await db.rollback()
     except sqlite3.Error:
         pass
-
-
-def _listing(row: dict[str, Any]) -> dict[str, Any]:
-    wrapup = json.loads(row.pop("wrapup") or "null")
-    row["summary"] = wrapup.get("summary") if isinstance(wrapup, dict) else None
-    return row
-
-
-def _record(row: dict[str, Any]) -> dict[str, Any]:
-    row["wrapup"] = json.loads(row["wrapup"]) if row.get("wrapup") else None
-    row["counters"] = json.loads(row.pop("summary")) if row.get("summary") else None
-    row["has_audio"] = bool(row.pop("audio_path", None))
-    return row
