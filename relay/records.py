@@ -125,12 +125,12 @@ class Records:
     async def delete(self, call_sid: str) -> bool:
         """Remove one call's record and audio. Raises StoreUnavailable."""
         await self.ready()
-        record = await self.store.get(call_sid)
-        audio = await self.store.delete(call_sid)
-        self._remove_audio(audio)
+        deleted = await self.store.delete(call_sid)
+        if deleted is not None:
+            self._remove_audio(deleted[1])
         if self.audio_dir is not None:
             self._remove_audio(str(self.audio_path(call_sid)))
-        return record is not None
+        return deleted is not None
 
     async def expire_now(self, now: float | None = None) -> int:
         cutoff = (now or time.time()) - self.retention_days * 86_400

@@ -251,9 +251,10 @@ class PostgresStore:
         result: dict[str, Any] | None = await self._run(run)
         return result
 
-    async def delete(self, call_sid: str) -> str | None:
+    async def delete(self, call_sid: str) -> tuple[str, str | None] | None:
+        """Delete one call: `(call_sid, audio path)` if it was there, else None."""
         deleted = await self._delete_where("call_sid = $1", (call_sid,))
-        return deleted[0][1] if deleted else None
+        return deleted[0] if deleted else None
 
     async def expire(self, ended_before: float) -> list[tuple[str, str | None]]:
         return await self._delete_where("coalesce(ended_at, started_at) < $1", (ended_before,))

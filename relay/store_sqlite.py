@@ -280,10 +280,10 @@ class SqliteStore:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
         return assemble_record(dict(row), lines, suggestions, events)
 
-    async def delete(self, call_sid: str) -> str | None:
-        """Delete one call; returns its audio path (the caller removes the file)."""
+    async def delete(self, call_sid: str) -> tuple[str, str | None] | None:
+        """Delete one call: `(call_sid, audio path)` if it was there, else None."""
         deleted = await self._delete_where("call_sid = ?", (call_sid,))
-        return deleted[0][1] if deleted else None
+        return deleted[0] if deleted else None
 
     async def expire(self, ended_before: float) -> list[tuple[str, str | None]]:
         return await self._delete_where("coalesce(ended_at, started_at) < ?", (ended_before,))

@@ -164,7 +164,8 @@ async def test_delete_and_retention_remove_only_what_they_should(store: CallStor
     await store.write(call_rows(sid(20), 1_000.0, [("customer", "old call")]))
     await store.write(call_rows(sid(21), 9_000_000.0, [("customer", "new call")]))
     await store.write(call_rows(sid(22), 9_000_100.0, [("customer", "another")]))
-    assert await store.delete(sid(22)) is None  # no audio path
+    assert await store.delete(sid(22)) == (sid(22), None)  # it was there, with no audio
+    assert await store.delete(sid(22)) is None  # and is gone
     assert await store.get(sid(22)) is None
     expired = await store.expire(ended_before=100_000.0)
     assert [call for call, _ in expired] == [sid(20)]
