@@ -438,18 +438,12 @@ class CallBridge:
 
     def _wrapup_request(self) -> WrapUpRequest:
         assert self._wrapup is not None
-        titles: dict[str, str] = {}
-        if self._retriever is not None:
-            by_id = self._retriever.knowledge.by_id
-            ids = {line.passage_id for line in self.record.lines if line.passage_id is not None}
-            titles = {pid: by_id[pid].title for pid in ids if pid in by_id}
         return WrapUpRequest(
             call_sid=self.call_sid,
             lines=tuple(self.record.lines),
             suggestions=tuple(self.record.suggestions),
             dispositions=self._wrapup.dispositions,
             lines_not_kept=self.record.lines_dropped,
-            passage_titles=titles,
         )
 
     def link_totals(self) -> LinkCounters:

@@ -210,7 +210,6 @@ class WrapUpRequest:
     suggestions: tuple[GivenSuggestion, ...]
     dispositions: Dispositions
     lines_not_kept: int = 0
-    passage_titles: dict[str, str] = field(default_factory=dict)  # id → title, for lines' passages
 
 
 # ---------------------------------------------------------------------------- token budget
@@ -319,7 +318,7 @@ def extractive_wrapup(request: WrapUpRequest) -> WrapUpNotes:
 
     topic_counts: Counter[str] = Counter()
     for line in request.lines:
-        if line.passage_id and line.passage_id in request.passage_titles:
+        if line.passage_id:  # set from the call's own knowledge
             topic_counts[_topic(line.passage_id)] += 1
     for suggestion in request.suggestions:
         for pid, _title in suggestion.sources:

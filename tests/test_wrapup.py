@@ -105,8 +105,7 @@ def test_chunks_keep_every_character_in_order_and_respect_the_budget(lines: list
 
 
 def _request(lines: list[Line], suggestions: list[GivenSuggestion] | None = None) -> WrapUpRequest:
-    titles = {line.passage_id: line.passage_id for line in lines if line.passage_id}
-    return WrapUpRequest("CA" + "0" * 32, tuple(lines), tuple(suggestions or []), CODES, passage_titles=titles)
+    return WrapUpRequest("CA" + "0" * 32, tuple(lines), tuple(suggestions or []), CODES)
 
 
 def test_the_offline_wrap_up_reads_questions_actions_topics_mood_and_disposition() -> None:
