@@ -48,6 +48,17 @@ def fresh_data_dir() -> Path:
     return Path(tempfile.mkdtemp(dir=_DATA_ROOT))
 
 
+def process_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a relay run as a process: a PATH, a HOME, its own data folder, and
+    `extra`; nothing else from the machine."""
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "RELAY_DATA_DIR": str(fresh_data_dir()),
+    }
+    return {**base, **(extra or {})}
+
+
 QUESTION_ANSWER = '{"question": "Can I get a refund?", "answer": "Yes, within 30 days of purchase."}'
 
 
@@ -158,17 +169,12 @@ async def start_relay(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
 async def relay_process(*args: str, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
     """`python -m relay.cli ARGS` as a real process with piped output, killed if it is still
     running when the block ends (a failed assertion must not leave it behind)."""
-    base = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "RELAY_DATA_DIR": str(fresh_data_dir()),
-    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "relay.cli",
         *args,
-        env={**base, **env},
+        env=process_env(env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -11,24 +10,19 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import TIME_SCALE, StartRelay, fresh_data_dir, read_line, relay_process, wait_until
+from tests.conftest import TIME_SCALE, StartRelay, process_env, read_line, relay_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "sample_call.wav"
 
 
 async def _relay_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
-    base = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "RELAY_DATA_DIR": str(fresh_data_dir()),
-    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "relay.cli",
         *args,
-        env={**base, **(env or {})},
+        env=process_env(env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
