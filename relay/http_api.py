@@ -264,14 +264,21 @@ def verify_twilio_webhook(state: RelayState, request: web.Request, raw_body: byt
     return bool(validator.validate(url, params, signature, algorithm=algorithm))
 
 
+def _unsigned(state: RelayState, request: web.Request, raw: bytes, counter: str, what: str) -> web.Response | None:
+    """403 (counted, one log line) unless the webhook carries a valid Twilio signature."""
+    if verify_twilio_webhook(state, request, raw):
+        return None
+    state.stats.stream_callbacks[counter] += 1
+    log.warning(f"{what} refused: bad or missing signature")
+    return _error(403, "invalid Twilio signature")
+
+
 async def stream_status(request: web.Request) -> web.Response:
     """Twilio's stream status callback: stream-started / stream-stopped / stream-error."""
     state = request.app[RELAY]
     raw = await request.read()
-    if not verify_twilio_webhook(state, request, raw):
-        state.stats.stream_callbacks["bad_signature"] += 1
-        log.warning("stream status callback refused: bad or missing signature")
-        return _error(403, "invalid Twilio signature")
+    if (refused := _unsigned(state, request, raw, "bad_signature", "stream status callback")) is not None:
+        return refused
     if "bodySHA256" in request.query:
         try:
             loaded = orjson.loads(raw)
@@ -307,10 +314,8 @@ async def taskrouter_events(request: web.Request) -> web.Response:
     calls) runs in the background, well inside Twilio's 15 s (Event Streams: 5 s)."""
     state = request.app[RELAY]
     raw = await request.read()
-    if not verify_twilio_webhook(state, request, raw):
-        state.stats.stream_callbacks["taskrouter_bad_signature"] += 1
-        log.warning("taskrouter event refused: bad or missing signature")
-        return _error(403, "invalid Twilio signature")
+    if (refused := _unsigned(state, request, raw, "taskrouter_bad_signature", "taskrouter event")) is not None:
+        return refused
     driver = state.taskrouter
     if driver is None:
         return _error(503, "TaskRouter events are not handled (the relay is not running)")
