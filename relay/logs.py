@@ -58,7 +58,8 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Third-party request logs can carry URLs with tokens; keep them quiet.
+    # Third-party request logs can carry URLs with tokens, and database drivers' debug logs
+    # the statements' parameters (aiosqlite: every transcript line written); keep them quiet.
     for noisy in (
         "aiohttp.access",
         "twilio.http_client",
@@ -66,5 +67,7 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
         "websockets",
         "openai",
         "httpx",
+        "aiosqlite",
+        "asyncpg",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -211,6 +211,8 @@ async def _call_with_captured_logs(
         spec = CallSpec(audio={"inbound": speech_like_ulaw(1.0)}, pace=0)
         await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
         await wait_until(lambda: bool(relay.state.idle))
+        # The call's record is written too while the capture runs (database drivers log too).
+        assert relay.state.records is not None and await relay.state.records.writer.idle()
         await _get_token(relay)
     finally:
         root.handlers[:], root.level = saved
