@@ -22,6 +22,7 @@ from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_cli
 
 from . import console, http_api, media_ws, records_api
 from .bundled import DataDirs
+from .call_directory import LocalDirectory, RedisDirectory
 from .errors import ConfigurationError
 from .knowledge import KnowledgeBase
 from .local_engine import LocalConnector
@@ -174,7 +175,23 @@ async def _set_up_adapters(
         state.twilio_client = _twilio_client(settings)
         stack.push_async_callback(state.twilio_client.http_client.close)
 
-    state.stream_control = StreamControl(state.twilio_client, settings)
+    if settings.redis_url is not None:
+        directory = RedisDirectory(
+            settings.redis_url.get_secret_value(),
+            replica_id=settings.replica_id,
+            ttl_s=int(settings.max_call_s) + 3600,
+        )
+        try:
+            await directory.open(on_takeover=state.take_over)
+        except Exception as exc:
+            await directory.aclose()
+            raise ConfigurationError(f"RELAY_REDIS_URL: cannot reach Redis ({type(exc).__name__}: {exc})") from exc
+        stack.push_async_callback(directory.aclose)
+        state.directory = directory
+        log.info("shared call state in Redis", extra={"replica": directory.replica_id})
+    elif settings.replica_id is not None:
+        state.directory = LocalDirectory(settings.replica_id)
+    state.stream_control = StreamControl(state.twilio_client, settings, directory=state.directory)
     state.taskrouter = TaskRouterDriver(
         DriverConfig(
             policy=compile_policy(settings.taskrouter_policy),
@@ -194,7 +211,13 @@ async def _set_up_adapters(
         # Shares the client's HTTP session, which is closed above.
         sync_transport = TwilioSyncTransport(state.twilio_client, settings.twilio_sync_service_sid)
     if sync_transport is not None:
-        state.sync = SyncPublisher(sync_transport, publisher_config(settings), settings.stream_name_for)
+        state.sync = SyncPublisher(
+            sync_transport,
+            publisher_config(settings),
+            settings.stream_name_for,
+            # With several replicas, a stream's `seq` comes from the counter they share.
+            seq_source=state.directory.seq_source if state.directory.shared else None,
+        )
     else:
         state.hub = hub or LocalHub()
 

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,7 @@ MAX_AGENT_LINE_CHARS = 500
 # A passage the agent's words covered is not suggested again for this long.
 COVERED_FOR_S = 300.0
 AGENT_TRACK = "outbound"
+TAKEN_OVER = "taken_over"  # end reason: a newer stream for the call runs on another replica
 _ULAW_BYTES_PER_MS = 8
 
 
@@ -133,6 +135,8 @@ class CallBridge:
         task: TaskRef | None = None,
         recorder: CallRecorder | None = None,
         engine: str = "",
+        seed_context: Sequence[str] = (),
+        on_context: Callable[[str], None] | None = None,
     ) -> None:
         self.call_sid = start.call_sid
         self.stream_sid = start.stream_sid
@@ -157,7 +161,11 @@ class CallBridge:
         self.partials = 0
         self.suggestion_latencies: list[float] = []
         self._partial_text: dict[tuple[str, str], str] = {}
-        self._recent: deque[str] = deque(maxlen=config.context_turns)
+        # The call's recent lines: re-seed a new model session (rollover, reconnect, and a
+        # bridge continuing the call after another one: `seed_context`); `on_context` shares
+        # each line beyond this process.
+        self._recent: deque[str] = deque(seed_context, maxlen=config.context_turns)
+        self._on_context = on_context
         self._last_speech_stopped: float | None = None
         self._last_question = ""
         self._last_question_utterance: str | None = None
@@ -264,7 +272,7 @@ class CallBridge:
             if not text:
                 return
             self.transcripts += 1
-            self._recent.append(f"{speaker.capitalize()}: {text}")
+            self._remember(f"{speaker.capitalize()}: {text}")
             passage_id = None
             if speaker == "customer":
                 self._last_question = text
@@ -353,7 +361,7 @@ class CallBridge:
             return
         question = parsed.question or self._last_question
         self.suggestions += 1
-        self._recent.append(f"Suggested answer: {parsed.answer}")
+        self._remember(f"Suggested answer: {parsed.answer}")
         latency = time.monotonic() - self._last_speech_stopped if self._last_speech_stopped is not None else None
         if latency is not None:
             self.suggestion_latencies.append(latency)
@@ -397,6 +405,11 @@ class CallBridge:
         self.events[f"status_{state}"] += 1
         self._status(state, reason)
 
+    def _remember(self, line: str) -> None:
+        self._recent.append(line)
+        if self._on_context is not None:
+            self._on_context(line)
+
     def context_for_new_session(self) -> str | None:
         if not self._recent:
             return None
@@ -416,15 +429,19 @@ class CallBridge:
             pipe.flush(final=True)
         self._finished = True
         await asyncio.gather(*(link.finish(self._config.flush_deadline_s) for link in self.links))
-        if self._wrapup is not None:
+        # Taken over: the call goes on elsewhere, which ends it, writes its wrap-up and says
+        # `ended`; this bridge only flushes what it already queued.
+        continues_elsewhere = reason == TAKEN_OVER
+        if self._wrapup is not None and not continues_elsewhere:
             self.wrapup_result = await self._wrapup.compose(self._wrapup_request())
             self._channel.publish(messages.summary(self.wrapup_result.message_body()))
-        self._status("ended", reason)
+        if not continues_elsewhere:
+            self._status("ended", reason)
         report = await self._channel.close(self._config.flush_deadline_s)
         if self._wrapup is not None and self.wrapup_result is not None:
             self._wrapup.deliver_to_task(self.call_sid, self.task, self.wrapup_result)
         summary = self._summary(reason, report)
-        if self.recorder is not None:
+        if self.recorder is not None and not continues_elsewhere:
             result = self.wrapup_result
             notes = result.notes if result is not None else None
             await self.recorder.ended(
@@ -545,6 +562,8 @@ def build_bridge(
     retriever: Retriever | None = None,
     wrapup: WrapUpService | None = None,
     recorder: CallRecorder | None = None,
+    seed_context: Sequence[str] = (),
+    on_context: Callable[[str], None] | None = None,
 ) -> CallBridge:
     """A call's bridge as the settings describe it: prompt (the stream's `prompt` parameter
     may pick one), audio format, buffer and reconnect policy, agent transcription."""
@@ -596,4 +615,6 @@ def build_bridge(
         task=wrapup.task_for(start.custom_parameters) if wrapup is not None else None,
         recorder=recorder,
         engine=settings.effective_engine,
+        seed_context=seed_context,
+        on_context=on_context,
     )

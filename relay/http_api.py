@@ -305,7 +305,18 @@ async def stream_status(request: web.Request) -> web.Response:
     )
     if event == "stream-error":
         _publish_status(state, call_sid, "degraded", f"stream error: {fields.get('StreamError', 'unknown')}"[:300])
+    if event != "stream-started" and state.settings.restart_streams:
+        # A relay died or drained, or Twilio lost the socket: if the relay started this
+        # stream and the call still wants assist, start it again (on whichever replica the
+        # balancer picks). In the background: Twilio's callback gets its answer at once.
+        state.spawn(_restart(state, call_sid, fields.get("StreamSid")), name="stream-restart")
     return web.Response(status=204)
+
+
+async def _restart(state: RelayState, call_sid: str, stream_sid: str | None) -> None:
+    outcome = await state.stream_control.restart(call_sid, stream_sid)
+    if outcome is not None:
+        state.stats.stream_callbacks[f"restart_{outcome.result.value}"] += 1
 
 
 async def taskrouter_events(request: web.Request) -> web.Response:

@@ -194,6 +194,9 @@ class MediaConnection:
                     if handle is not None and handle.owner is ws:
                         handle.bridge.on_media(event)
                     continue
+                if type(event) is Start:
+                    await self._on_start(event)
+                    continue
                 if self._dispatch(event):
                     return
             elif kind is WSMsgType.BINARY:
@@ -220,8 +223,7 @@ class MediaConnection:
                 stats.media_events[f"ignored_{event.event}_{event.reason}"] += 1
             return False
         if isinstance(event, Start):
-            self._on_start(event)
-            return False
+            raise AssertionError("start is handled by the read loop")
         if isinstance(event, Stop):
             stats.media_events["stop"] += 1
             self.end_reason = "stop"
@@ -235,7 +237,7 @@ class MediaConnection:
             self.handle.bridge.count_event(name)
         return False
 
-    def _on_start(self, start: Start) -> None:
+    async def _on_start(self, start: Start) -> None:
         state = self.state
         if self.path_call_sid is not None and self.path_call_sid != start.call_sid:
             raise ProtocolViolation(CloseCode.PROTOCOL_ORDER, "callSid differs from the URL", "call_sid_mismatch")
@@ -249,18 +251,19 @@ class MediaConnection:
         stream_sid_var.set(start.stream_sid)
         existing = state.calls.get(start.call_sid)
         if existing is not None:
-            # Twilio re-opened a stream for this call: take over the bridge, never a 2nd session.
-            old = existing.owner
-            existing.replaced_sockets.append(old)
-            existing.owner = self.ws
-            existing.bridge.adopt_stream(start)
-            state.stats.streams_replaced += 1
-            log.info("stream replaced by a newer stream for the same call")
-            closing = old.close(code=CloseCode.REPLACED, message=b"replaced by a newer stream")
-            state.spawn(closing, name="ws-close")
-            self.handle = existing
+            self._adopt(existing, start)
+            return
+        # Once per stream (never per frame): own the call among the replicas (a stream for it
+        # elsewhere closes), learn how many bridges it had, and what it said lately.
+        directory = state.directory
+        incarnation = await directory.claim(start.call_sid, start.stream_sid or "")
+        seed = await directory.recent_context(start.call_sid) if incarnation > 0 else []
+        if start.call_sid in state.calls:  # a stream for the call started while we waited
+            self._adopt(state.calls[start.call_sid], start)
             return
         state.stats.calls_started += 1
+        if incarnation > 0:
+            state.stats.calls_continued += 1
         bridge = build_bridge(
             start,
             settings=settings,
@@ -270,11 +273,26 @@ class MediaConnection:
             send_delays=state.send_delay,
             retriever=state.retriever,
             wrapup=state.wrapup,
-            recorder=state.records.recorder(start.call_sid) if state.records is not None else None,
+            recorder=state.records.recorder(start.call_sid, incarnation) if state.records is not None else None,
+            seed_context=seed,
+            on_context=lambda line: directory.add_context(start.call_sid, line) if directory.shared else None,
         )
         self.handle = CallHandle(bridge=bridge, owner=self.ws)
         state.calls[start.call_sid] = self.handle
         log.info("call started", extra={"tracks": list(start.tracks), "minimal": start.minimal})
+
+    def _adopt(self, existing: CallHandle, start: Start) -> None:
+        """Twilio re-opened a stream for this call: take over the bridge, never a 2nd session."""
+        state = self.state
+        old = existing.owner
+        existing.replaced_sockets.append(old)
+        existing.owner = self.ws
+        existing.bridge.adopt_stream(start)
+        state.stats.streams_replaced += 1
+        log.info("stream replaced by a newer stream for the same call")
+        closing = old.close(code=CloseCode.REPLACED, message=b"replaced by a newer stream")
+        state.spawn(closing, name="ws-close")
+        self.handle = existing
 
     async def _end_call(self) -> None:
         handle = self.handle
@@ -286,6 +304,10 @@ class MediaConnection:
         if state.calls.get(handle.bridge.call_sid) is handle:
             del state.calls[handle.bridge.call_sid]
         state.finishing.add(handle)
+        if self.end_reason == "stop":
+            # Twilio ended the stream (hang-up, or a stop asked for): no restart wanted, and
+            # no replica owns the call any more.
+            state.spawn(_forget(state, handle.bridge.call_sid), name="directory-release")
         if state.draining and self.end_reason == "socket_closed":
             self.end_reason = "server_shutdown"
         elif handle.ended_by is not None and self.end_reason == "socket_closed":
@@ -301,3 +323,8 @@ class MediaConnection:
             state.metrics.suggestion_latency.observe(latency)
             state.suggestion_latency.add(latency)
         log.info("call summary", extra=summary)
+
+
+async def _forget(state: RelayState, call_sid: str) -> None:
+    await state.directory.unwant(call_sid)
+    await state.directory.release(call_sid)

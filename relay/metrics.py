@@ -65,6 +65,7 @@ class RelayStats:
     stream_callbacks: Counter[str] = field(default_factory=Counter)
     flex_auth: Counter[str] = field(default_factory=Counter)
     streams_replaced: int = 0
+    calls_continued: int = 0  # bridges opened for a call that had one before (here or elsewhere)
     knowledge_reloads: Counter[str] = field(default_factory=Counter)  # by outcome: ok, error
 
 
@@ -91,8 +92,10 @@ class RelayCollector(Collector):
         wrapup_stats: Callable[[], WrapUpStats | None] = lambda: None,
         taskrouter_stats: Callable[[], TaskRouterStats | None] = lambda: None,
         records: Callable[[], RecordWriter | None] = lambda: None,
+        directory_errors: Callable[[], Counter[str]] = Counter,
     ) -> None:
         self._records = records
+        self._directory_errors = directory_errors
         self._taskrouter = taskrouter_stats
         self._wrapup = wrapup_stats
         self._loop_lag = loop_lag
@@ -155,6 +158,17 @@ class RelayCollector(Collector):
             "relay_streams_replaced",
             "Streams replaced by a newer stream for the same call",
             stats.streams_replaced,
+        )
+        yield _counter(
+            "relay_calls_continued",
+            "Calls whose stream started again after an earlier bridge (restart, another replica)",
+            stats.calls_continued,
+        )
+        yield _labelled(
+            "relay_shared_state_errors",
+            "Shared-state (Redis) operations that failed and fell back to this process's view",
+            "operation",
+            self._directory_errors(),
         )
         yield from _recent(
             "relay_event_loop_lag_recent_seconds",

@@ -285,14 +285,15 @@ class ModelLink:
     async def _open(self) -> _SessionWatch:
         session = await self._connector.open(self._session_config)
         self.counters.connects += 1
-        if self._sessions_opened:
-            context = self._sink.context_for_new_session()
-            if context:
-                try:
-                    await session.add_context(context)
-                except SessionClosedError as exc:
-                    await session.close()
-                    raise RealtimeConnectError("session closed while seeding context") from exc
+        # A call's first session has nothing to catch up on, unless the call started
+        # elsewhere (seeded by its bridge); every later one gets the recent lines.
+        context = self._sink.context_for_new_session()
+        if context:
+            try:
+                await session.add_context(context)
+            except SessionClosedError as exc:
+                await session.close()
+                raise RealtimeConnectError("session closed while seeding context") from exc
         self._sessions_opened += 1
         watch = _SessionWatch(session, self._clock(), expects_responses=not self._session_config.transcription_only)
         reader = asyncio.create_task(self._read(watch), name="model-reader")

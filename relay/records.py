@@ -35,12 +35,18 @@ def open_store(url: str) -> CallStore:
     raise ConfigurationError("RELAY_DATABASE_URL must start with sqlite:/// or postgresql://")
 
 
+ROWS_PER_INCARNATION = 1_000_000  # (PostgreSQL's n is a 32-bit integer: 2,147 incarnations)
+
+
 class CallRecorder:
-    def __init__(self, records: Records, call_sid: str, started_at: float) -> None:
+    def __init__(self, records: Records, call_sid: str, started_at: float, incarnation: int = 0) -> None:
         self._records = records
         self.call_sid = call_sid
         self.started_at = started_at
-        self._n = 0
+        # Rows are keyed (call_sid, n) and inserted "on conflict do nothing": a later bridge of
+        # the same call (assist restarted, or continued on another replica) numbers its rows
+        # past the earlier ones' instead of colliding with them and being dropped.
+        self._n = incarnation * ROWS_PER_INCARNATION
         self.audio: AudioRecorder | None = None
 
     def _next(self) -> int:
@@ -112,15 +118,15 @@ class Records:
         if self.writer.stats.migrated is None:
             self.writer.stats.migrated = await self.store.migrate()
 
-    def recorder(self, call_sid: str) -> CallRecorder:
-        recorder = CallRecorder(self, call_sid, time.time())
+    def recorder(self, call_sid: str, incarnation: int = 0) -> CallRecorder:
+        recorder = CallRecorder(self, call_sid, time.time(), incarnation)
         if self.audio_dir is not None:
-            recorder.audio = AudioRecorder(self.audio_path(call_sid))
+            recorder.audio = AudioRecorder(self.audio_path(call_sid, incarnation))
         return recorder
 
-    def audio_path(self, call_sid: str) -> Path:
+    def audio_path(self, call_sid: str, incarnation: int = 0) -> Path:
         assert self.audio_dir is not None
-        return self.audio_dir / f"{call_sid}.flac"
+        return self.audio_dir / (f"{call_sid}.flac" if incarnation == 0 else f"{call_sid}.{incarnation}.flac")
 
     async def delete(self, call_sid: str) -> bool:
         """Remove one call's record and audio. Raises StoreUnavailable."""

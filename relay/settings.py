@@ -86,6 +86,19 @@ class Settings(BaseSettings):
         ("supervisor", "admin"), validation_alias=_env("RELAY_RECORDS_ROLES")
     )
 
+    # --- Several relays (scale-out): shared per-call state, when configured
+    # Unset: one process keeps it in memory. redis://… (or rediss://): a call's Sync `seq`, its
+    # owner (a duplicate stream elsewhere takes over), its recent context and the streams the
+    # relay started (restarted on a stream-error callback) are shared by every replica.
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("RELAY_REDIS_URL"))
+    # This process's name among the replicas (logs, takeovers). Unset: host name and pid.
+    replica_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$", validation_alias=_env("RELAY_REPLICA_ID")
+    )
+    # Restart a stream the relay started when Twilio reports it errored or stopped while the
+    # call still wants assist (a relay died, a drain closed the socket).
+    restart_streams: bool = Field(True, validation_alias=_env("RELAY_RESTART_STREAMS"))
+
     # --- TaskRouter drives assist (POST /twilio/taskrouter)
     taskrouter_policy: str = Field("worker.assist != false", validation_alias=_env("RELAY_TASKROUTER_POLICY"))
     taskrouter_stop_policy: str = Field(
@@ -200,6 +213,13 @@ class Settings(BaseSettings):
             ("sqlite:///", "postgresql://", "postgres://")
         ):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("public_url")

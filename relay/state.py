@@ -16,7 +16,8 @@ from twilio.request_validator import RequestValidator
 
 from sync_publisher import Channel, SyncPublisher
 
-from .bridge import CallBridge
+from .bridge import TAKEN_OVER, CallBridge
+from .call_directory import CallDirectory, LocalDirectory
 from .knowledge import KnowledgeBase
 from .local_hub import LocalHub
 from .metrics import LAG_WINDOW, SEND_DELAY_WINDOW, SUGGESTION_WINDOW, Metrics, RelayCollector, RelayStats
@@ -74,6 +75,8 @@ class RelayState:
     stream_control: StreamControl = field(init=False)  # REST Streams start/stop (set with the client)
     taskrouter: TaskRouterDriver | None = None  # TaskRouter events → stream start/stop (app.py)
     records: Records | None = None  # call records, unless RELAY_RECORDS=false (app.py)
+    # Per-call state beyond one socket: in memory, or shared by the replicas through Redis (app.py).
+    directory: CallDirectory = field(default_factory=LocalDirectory)
     # Calls (media_ws): live by CallSid, and those still flushing after their socket closed.
     calls: dict[str, CallHandle] = field(default_factory=dict)
     finishing: set[CallHandle] = field(default_factory=set)
@@ -96,6 +99,7 @@ class RelayState:
             wrapup_stats=lambda: self.wrapup.stats if self.wrapup is not None else None,
             taskrouter_stats=lambda: self.taskrouter.stats if self.taskrouter is not None else None,
             records=lambda: self.records.writer if self.records is not None else None,
+            directory_errors=lambda: self.directory.errors,
         )
         self.metrics = Metrics(collector)
 
@@ -136,6 +140,16 @@ class RelayState:
         handle.ended_by = reason
         await handle.owner.close(code=1000, message=reason.encode()[:120])
         return True
+
+    def take_over(self, call_sid: str, new_owner: str) -> None:
+        """Another replica now owns the call (a newer stream landed there): close our socket
+        (4409) and, through it, our model session; the bridge ends without `ended`."""
+        handle = self.calls.get(call_sid)
+        if handle is None:
+            return
+        self.stats.streams_replaced += 1
+        handle.ended_by = TAKEN_OVER
+        self.spawn(handle.owner.close(code=4409, message=b"taken over by another replica"), name="ws-close")
 
     def live_bridges(self) -> list[CallBridge]:
         return [h.bridge for h in self.calls.values()] + [h.bridge for h in self.finishing]

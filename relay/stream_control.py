@@ -25,6 +25,7 @@ from twilio.base.exceptions import TwilioRestException
 from sync_publisher.backoff import backoff_delay
 from sync_publisher.network import describe_failure
 
+from .call_directory import CallDirectory, LocalDirectory
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -72,9 +73,13 @@ class StreamControl:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 4.0,
         seed: int | None = None,
+        directory: CallDirectory | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
+        # Remembers the streams started here, with their parameters, so a stream-error
+        # callback reaching any replica can start them again (`restart`).
+        self._directory = directory or LocalDirectory()
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._rng = random.Random(seed)
 
@@ -105,6 +110,8 @@ class StreamControl:
             return StreamOutcome(Result.STARTED, stream_sid=stream.sid)
 
         outcome = await self._with_retries("start", call_sid, create, retries)
+        if outcome.result in (Result.STARTED, Result.ALREADY_RUNNING):
+            await self._directory.want(call_sid, dict(parameters or {}))
         if outcome.result is Result.STARTED:
             log.info("assist stream started", extra={"call_sid": call_sid, "stream_sid": outcome.stream_sid})
         elif outcome.result is Result.ALREADY_RUNNING:
@@ -120,9 +127,33 @@ class StreamControl:
             await client.calls(call_sid).streams(stream_name(call_sid)).update_async(status="stopped")
             return StreamOutcome(Result.STOPPED)
 
+        # Before asking: the stream-stopped callback this causes must not restart it.
+        await self._directory.unwant(call_sid)
+
         outcome = await self._with_retries("stop", call_sid, update, retries)
         if outcome.result is Result.STOPPED:
             log.info("assist stream stopped", extra={"call_sid": call_sid})
+        return outcome
+
+    async def restart(self, call_sid: str, dead_stream_sid: str | None) -> StreamOutcome | None:
+        """Twilio says the call's stream errored or stopped: start it again when the relay
+        started it, nobody stopped it on purpose, and no newer stream feeds the call. None
+        when no restart is due."""
+        directory = self._directory
+        parameters = await directory.wanted(call_sid)
+        if parameters is None:
+            return None
+        current = await directory.owner_stream(call_sid)
+        if current is not None and dead_stream_sid and current != dead_stream_sid:
+            return None  # a newer stream already took the call over
+        outcome = await self.start(call_sid, parameters, retries=2)
+        started = outcome.result is Result.STARTED
+        log.info(
+            "assist stream restarted" if started else "assist stream not restarted",
+            extra={"call_sid": call_sid, "dead_stream_sid": dead_stream_sid, "result": outcome.result.value},
+        )
+        if outcome.result in (Result.CALL_NOT_FOUND, Result.CALL_NOT_IN_PROGRESS):
+            await directory.unwant(call_sid)  # the call is over
         return outcome
 
     async def _with_retries(

@@ -103,14 +103,15 @@ class Channel(Protocol):
 
 
 class SeqCounter:
-    """A stream's `seq`: 1, 2, 3, … however many publishers draw from it."""
+    """A stream's `seq` in one process: 1, 2, 3, … however many publishers draw from it.
+    Awaitable, so a shared source (leasing blocks from another process) fits the same slot."""
 
     __slots__ = ("value",)
 
     def __init__(self) -> None:
         self.value = 0
 
-    def __call__(self) -> int:
+    async def __call__(self) -> int:
         self.value += 1
         return self.value
 
@@ -127,7 +128,7 @@ class StreamPublisher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
-        next_seq: Callable[[], int] | None = None,
+        next_seq: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.stream = stream
         self.call_sid = call_sid
@@ -231,7 +232,7 @@ class StreamPublisher:
             if not self._queue:
                 continue
             item = self._queue.popleft()
-            seq = self._next_seq()  # given once, at first send: a retried message keeps it
+            seq = await self._next_seq()  # given once, at first send: a retried message keeps it
             self._in_flight = item
             await self._send(item, encode(item.with_seq(self.call_sid, seq)).decode())
             self._in_flight = None
@@ -359,6 +360,7 @@ class SyncPublisher:
         transport: SyncTransport,
         config: PublisherConfig,
         stream_name_for: Callable[[str], str],
+        seq_source: Callable[[str], Callable[[], Awaitable[int]]] | None = None,
     ) -> None:
         self.transport = transport
         self.config = config
@@ -367,15 +369,21 @@ class SyncPublisher:
         # A call can get another stream later (assist toggled off and on, a status callback
         # after the call), even while the previous one still flushes. Every publisher on a
         # stream draws from one counter, so `seq` never restarts at 1 (a browser
-        # de-duplicating by `seq` would drop the rest). Bounded memory per process.
+        # de-duplicating by `seq` would drop the rest). Bounded memory per process; with
+        # several relays `seq_source` gives a counter they share.
+        self._seq_source = seq_source
         self._counters: OrderedDict[str, SeqCounter] = OrderedDict()
 
     def open(self, call_sid: str) -> StreamPublisher:
         stream = self._stream_name_for(call_sid)
-        counter = self._counters.pop(stream, None) or SeqCounter()
-        self._counters[stream] = counter
-        while len(self._counters) > _SEQ_MEMORY:
-            self._counters.popitem(last=False)
+        counter: Callable[[], Awaitable[int]]
+        if self._seq_source is not None:
+            counter = self._seq_source(stream)
+        else:
+            local = self._counters.pop(stream, None) or SeqCounter()
+            self._counters[stream] = counter = local
+            while len(self._counters) > _SEQ_MEMORY:
+                self._counters.popitem(last=False)
         return StreamPublisher(self.transport, stream, call_sid, self.config, self.stats, next_seq=counter)
 
     async def aclose(self) -> None:

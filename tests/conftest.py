@@ -26,6 +26,7 @@ from relay.simulator import sign_upgrade
 from relay.state import RELAY, RelayState
 from tests.fakes.postgres import PostgresServer, find_bin_dir
 from tests.fakes.realtime_server import Behaviour, FakeRealtimeServer, Turn
+from tests.fakes.redis import RedisServer, find_redis_server
 from tests.fakes.twilio_server import FakeTwilio
 
 PUBLIC_URL = "https://relay.example.test"
@@ -81,6 +82,26 @@ def postgres() -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    binary = find_redis_server()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("Redis (Debian package redis-server) is required in CI; .ci/run installs it")
+        pytest.skip("Redis is not installed (apt-get install redis-server); single-process suites still run")
+    server = RedisServer(binary)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A Redis emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture

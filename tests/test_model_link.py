@@ -105,7 +105,9 @@ async def test_refused_connects_back_off_by_the_policy_then_deliver_everything_i
     (session,) = connector.sessions
     assert b"".join(session.audio) == b"".join(bytes([i]) * 100 for i in range(5))
     assert model.counters.connect_failures == 2 and model.counters.forwarded_frames == 25
-    assert session.context == []  # the first session of a call is not re-seeded
+    # Every session gets the sink's context; the bridge has none for a call's first session
+    # unless the call began on another bridge (tests/test_shared_state.py).
+    assert session.context == ["earlier turns"]
 
 
 async def test_a_fatal_refusal_makes_assist_unavailable_and_counts_what_follows() -> None:
