@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.media_dialer import MediaDialer
+
 ERROR_DOCS = "https://www.twilio.com/docs/errors/{code}"
 
 
@@ -89,6 +91,8 @@ class FakeTwilioState:
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # WK… → resource
     conferences: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # CF… → participants
     stream_create_delay_s: float = 0.0
+    # Twilio's media side: when set, a created stream is dialled (tests/fakes/media_dialer.py).
+    dialer: MediaDialer | None = None
 
 
 class FakeTwilio:
@@ -350,6 +354,8 @@ class FakeTwilio:
             "uri": f"/2010-04-01/Accounts/{self.state.account_sid}/Calls/{call}/Streams/{sid}.json",
         }
         self.state.media_streams[sid] = resource
+        if self.state.dialer is not None:
+            self.state.dialer.dial(resource, form)
         return web.json_response(resource, status=201)
 
     async def _update_media_stream(self, request: web.Request) -> web.Response:
@@ -375,7 +381,18 @@ class FakeTwilio:
             return twilio_error(400, 21218, "Invalid Status")
         stream["status"] = "stopped"
         stream["date_updated"] = formatdate(usegmt=True)
+        if self.state.dialer is not None:
+            self.state.dialer.stop(stream["sid"])
         return web.json_response(stream)
+
+    def end_call(self, call_sid: str) -> None:
+        """The caller hangs up: the call completes and its streams stop (`stop` on the socket)."""
+        self.state.calls[call_sid] = "completed"
+        for stream in self.state.media_streams.values():
+            if stream["call_sid"] == call_sid and stream["status"] == "in-progress":
+                stream["status"] = "stopped"
+                if self.state.dialer is not None:
+                    self.state.dialer.stop(stream["sid"])
 
     # ------------------------------------------------------------------ TaskRouter: Tasks
 
