@@ -249,14 +249,15 @@ class MediaConnection:
         self._arm(min(settings.idle_timeout_s, settings.max_call_s))
         call_sid_var.set(start.call_sid)
         stream_sid_var.set(start.stream_sid)
+        # Once per stream (never per frame): own the call among the replicas (a stream for it
+        # elsewhere closes; this stream is now the one a stream-error must be about to
+        # restart anything), learn how many bridges it had, and what it said lately.
+        directory = state.directory
+        incarnation = await directory.claim(start.call_sid, start.stream_sid or "")
         existing = state.calls.get(start.call_sid)
         if existing is not None:
             self._adopt(existing, start)
             return
-        # Once per stream (never per frame): own the call among the replicas (a stream for it
-        # elsewhere closes), learn how many bridges it had, and what it said lately.
-        directory = state.directory
-        incarnation = await directory.claim(start.call_sid, start.stream_sid or "")
         seed = await directory.recent_context(start.call_sid) if incarnation > 0 else []
         if start.call_sid in state.calls:  # a stream for the call started while we waited
             self._adopt(state.calls[start.call_sid], start)

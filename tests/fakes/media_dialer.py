@@ -72,7 +72,10 @@ class MediaDialer:
         for event in self._stop.values():
             event.set()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=10)
+            _, pending = await asyncio.wait(list(self._tasks), timeout=10)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -164,6 +167,6 @@ class MediaDialer:
                 async with self._client().post(target, data=form, headers={"X-Twilio-Signature": signature}) as r:
                     if r.status < 500:
                         return
-            except (aiohttp.ClientError, OSError):
+            except (aiohttp.ClientError, OSError, RuntimeError):  # RuntimeError: shutting down
                 pass
             await asyncio.sleep(0.2)
