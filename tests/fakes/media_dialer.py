@@ -81,7 +81,11 @@ class MediaDialer:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5))
+            # No pool limit: every stream holds its connection for the whole call.
+            connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, connect=5)
+            )
         return self._session
 
     async def _run(self, stream: DialedStream, resource: dict[str, Any], form: dict[str, str]) -> None:
