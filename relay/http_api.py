@@ -7,6 +7,7 @@ New plugins can use `POST`/`DELETE /calls/{callSid}/assist` (same code, Bearer t
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -309,11 +310,20 @@ async def stream_status(request: web.Request) -> web.Response:
         # A relay died or drained, or Twilio lost the socket: if the relay started this
         # stream and the call still wants assist, start it again (on whichever replica the
         # balancer picks). In the background: Twilio's callback gets its answer at once.
-        state.spawn(_restart(state, call_sid, fields.get("StreamSid")), name="stream-restart")
+        # A `stream-stopped` is most often a hang-up whose `stop` message the relay holding
+        # the call is processing right now (it marks the stream as no longer wanted): give
+        # it a moment. A `stream-error` is a broken socket: no wait.
+        delay = STOPPED_RESTART_DELAY_S if event == "stream-stopped" else 0.0
+        state.spawn(_restart(state, call_sid, fields.get("StreamSid"), delay), name="stream-restart")
     return web.Response(status=204)
 
 
-async def _restart(state: RelayState, call_sid: str, stream_sid: str | None) -> None:
+STOPPED_RESTART_DELAY_S = 1.0
+
+
+async def _restart(state: RelayState, call_sid: str, stream_sid: str | None, delay_s: float) -> None:
+    if delay_s:
+        await asyncio.sleep(delay_s)
     outcome = await state.stream_control.restart(call_sid, stream_sid)
     if outcome is not None:
         state.stats.stream_callbacks[f"restart_{outcome.result.value}"] += 1

@@ -146,3 +146,33 @@ async def test_without_redis_a_replica_knows_only_its_own_streams(
     assert len([1 for kind, _, _ in fake_twilio.state.rest_calls if kind == "create"]) == 1
     assert await _callback(a, call_sid, dead, "stream-error") == 204  # the one that started it
     await wait_until(lambda: a.state.stats.stream_callbacks["restart_started"] == 1)
+
+
+async def test_a_call_continued_on_another_replica_keeps_every_line_of_its_record(
+    start_relay: StartRelay, redis_url: str, fake_realtime: FakeRealtimeServer, postgres: Any
+) -> None:
+    """Rows are keyed (call_sid, n): the second part's rows are numbered past the first's, so
+    none collides with (and is silently dropped for) an earlier row."""
+    fake_realtime.behaviour.turns = qa_turns(6)
+    fake_realtime.behaviour.turn_every_bytes = 48_000
+    database = postgres.create_database("shared_" + new_sid("x")[1:12].lower())
+    a, b = await _pair(start_relay, redis_url, database_url=database)
+    call_sid = new_sid("CA")
+    path = f"/ws/{call_sid}"
+    first = CallSpec(audio={"inbound": speech_like_ulaw(2.5)}, call_sid=call_sid, pace=0, send_stop=False)
+    await stream_call(a.ws_url(path), first, headers=a.signed_headers(path), linger_s=1.0)
+    second = CallSpec(audio={"inbound": speech_like_ulaw(2.5, seed=2)}, call_sid=call_sid, pace=0)
+    await stream_call(b.ws_url(path), second, headers=b.signed_headers(path), linger_s=1.0)
+    await wait_until(lambda: a.state.idle and b.state.idle)
+    assert b.state.records is not None
+
+    async def lines() -> list[str]:
+        assert b.state.records is not None
+        record = await b.state.records.store.get(call_sid)
+        return [line["text"] for line in record["transcript"]] if record else []
+
+    assert a.state.records is not None and await a.state.records.writer.idle()
+    assert await b.state.records.writer.idle()
+    said = [t.transcript for t in qa_turns(6)]
+    got = await lines()
+    assert got[:2] == said[:2] and got[2:4] == said[:2], got  # each part heard turns 0 and 1
