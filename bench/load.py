@@ -255,6 +255,9 @@ class Generator:
             sids[i] = (call, stream)
 
         await asyncio.gather(*(open_one(i) for i in range(self.calls)))
+        # Each call's first frame starts with its index: a server that passes μ-law through
+        # (the peer sample) is told apart at the fake model by its sessions' first bytes.
+        heads = [i.to_bytes(4, "big") + self.payloads[0][4:] for i in range(self.calls)]
         t0 = time.monotonic() + 0.05
         payloads, n_payloads = self.payloads, len(self.payloads)
         # Independent calls are not phase-locked: call i sends in 2 ms slot i % 10 of each
@@ -279,7 +282,7 @@ class Generator:
                         errors += 1
                     continue
                 stream = sids[i][1]
-                payload = payloads[f % n_payloads]
+                payload = payloads[f % n_payloads] if f else heads[i]
                 for track in self.tracks:
                     media = Media(track, payload, f * 20)
                     ws.send(encode_media(media, stream_sid=stream, chunk=f + 1, sequence_number=f + 2))
@@ -305,13 +308,29 @@ class Generator:
         for session in sessions:
             instructions = str(session["instructions"])
             call = index.get(instructions.strip())
-            if call is None:
-                continue
+            pass_through = call is None  # μ-law as sent: one 160-byte frame per append
+            if pass_through:
+                head = bytes.fromhex(str(session.get("head", "")))
+                call = int.from_bytes(head[:4], "big") if len(head) >= 4 else None
+                if call is None or call >= self.calls:
+                    continue
             for at, cumulative in session["appends"]:  # type: ignore[attr-defined]
-                newest = int((cumulative / 2 + FILTER_DELAY_SAMPLES) / 3 // 160) - 1
+                if pass_through:
+                    newest = cumulative // 160 - 1
+                else:
+                    newest = int((cumulative / 2 + FILTER_DELAY_SAMPLES) / 3 // 160) - 1
                 if skip_frames <= newest < self.frames - 1 and self.send_times[call, newest] > 0:
                     out.append(at - self.send_times[call, newest])
         return out
+
+    def frames_at_model(self, sessions: list[dict[str, object]]) -> int:
+        """Frames the fake model received from pass-through sessions (160 bytes each)."""
+        total = 0
+        for session in sessions:
+            appends = session["appends"]
+            if str(session["instructions"]).strip() not in self.call_ids and appends:
+                total += int(appends[-1][1]) // 160  # type: ignore[index]
+        return total
 
 
 async def run_step(
@@ -324,12 +343,13 @@ async def run_step(
     fake_rt: str,
     fake_tw: str,
     idle_rss: float,
+    has_metrics: bool = True,
 ) -> Step:
     """One step of N calls. Memory per call is the peak beyond the idle process measured once
     at startup: the allocator keeps freed arenas, so a later step's starting RSS is no baseline."""
     async with aiohttp.ClientSession() as http:
         await http.post(f"{fake_rt}/reset")
-        before = await metrics(http, base)
+        before = await metrics(http, base) if has_metrics else {}
         async with http.get(f"{fake_tw}/stats") as r:
             sync_before = (await r.json())["messages"]
         cpu0, wall0 = cpu_seconds(relay_pid), time.monotonic()
@@ -345,19 +365,26 @@ async def run_step(
         cpu1, wall1 = cpu_seconds(relay_pid), time.monotonic()
         steal1, steal1_other = steal_ticks(0), steal_ticks(1)
         others1 = sum(cpu_seconds(p) for p in OTHER_PIDS) + time.process_time()
-        for _ in range(200):  # calls flush and end
+        for _ in range(200 if has_metrics else 0):  # calls flush and end
             async with http.get(f"{base}/readyz") as r:
                 if (await r.json())["active_calls"] == 0:
                     break
             await asyncio.sleep(0.1)
-        after = await metrics(http, base)
+        if not has_metrics:
+            await asyncio.sleep(2.0)  # the peer has no readiness: give its calls time to end
+        after = await metrics(http, base) if has_metrics else {}
         async with http.get(f"{fake_rt}/stats") as r:
             stats = await r.json()
         async with http.get(f"{fake_tw}/stats") as r:
             sync_after = (await r.json())["messages"]
     latencies = generator.latencies(stats["sessions"])
-    frames = after.get("relay_frames_in_total", 0) - before.get("relay_frames_in_total", 0)
-    dropped = total(after, "relay_frames_dropped_total") - total(before, "relay_frames_dropped_total")
+    frames_sent = int(np.count_nonzero(generator.send_times)) * len(generator.tracks)
+    if has_metrics:
+        frames = after.get("relay_frames_in_total", 0) - before.get("relay_frames_in_total", 0)
+        dropped = total(after, "relay_frames_dropped_total") - total(before, "relay_frames_dropped_total")
+    else:  # judged at the model: every frame sent should arrive there
+        frames = frames_sent
+        dropped = frames_sent - generator.frames_at_model(stats["sessions"])
     model_errors = total(after, "relay_realtime_errors_total") - total(before, "relay_realtime_errors_total")
     cpu = cpu1 - cpu0
     return Step(
@@ -383,7 +410,7 @@ async def run_step(
         gen_late_p99_ms=1000 * pct(generator.tick_lateness[SLOTS * 100 :], 0.99),
         send_p50_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.5"}', float("nan")),
         send_p99_ms=1000 * after.get('relay_audio_send_delay_recent_seconds{quantile="0.99"}', float("nan")),
-        frames_sent=int(np.count_nonzero(generator.send_times)) * len(generator.tracks),
+        frames_sent=frames_sent,
         appends=int(total(after, "relay_realtime_appends_total") - total(before, "relay_realtime_appends_total")),
         merged_appends=int(
             total(after, "relay_realtime_merged_appends_total") - total(before, "relay_realtime_merged_appends_total")
@@ -416,6 +443,31 @@ def median_step(runs: list[Step]) -> Step:
 
 def write_json(path: str, payload: object) -> None:
     Path(path).write_text(json.dumps(payload, indent=1))
+
+
+PEER_DIR = ROOT.parent / "shared" / "peers" / "twilio-speech-assistant"
+
+
+def server_command(args: argparse.Namespace) -> list[str]:
+    """How to launch the server under test (it reads RELAY_PORT, OPENAI_BASE_URL, …)."""
+    if args.server == "sample":
+        peer = Path(args.peer_dir)
+        return [str(peer_python(peer)), str(peer / "main.py")]
+    module = "bench.floor_server" if args.server == "floor" else os.environ.get("RELAY_LOAD_MODULE", "relay.cli")
+    return [args.relay_python, "-m", module, "serve"]
+
+
+def peer_python(peer: Path) -> Path:
+    """The peer's own interpreter: a venv with its pinned requirements (made once)."""
+    venv = ROOT / ".venv-peer"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"making {venv} for the peer sample (pip install -r {peer / 'requirements.txt'})", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(peer / "requirements.txt")], check=True
+        )
+    return python
 
 
 def spawn(
@@ -454,6 +506,14 @@ async def main() -> None:
         "--repeat", type=int, default=1, help="run each step K times and judge the median (this VM has steal time)"
     )
     parser.add_argument("--json", help="also write every step's figures to this file (for tests and tooling)")
+    parser.add_argument(
+        "--server",
+        choices=["relay", "floor", "sample"],
+        default="relay",
+        help="what runs on CPU 0: the relay, the bare-aiohttp floor, or the peer sample "
+        "(../shared/peers/twilio-speech-assistant, in its own venv, made on first use)",
+    )
+    parser.add_argument("--peer-dir", default=str(PEER_DIR), help="the peer sample's folder")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
 
@@ -494,12 +554,7 @@ async def main() -> None:
             nice=-10 if os.geteuid() == 0 else 0,
         ),
         spawn([py, "-m", "tests.fakes.twilio_server", "--port", str(tw_port)], 1, env),
-        spawn(
-            [args.relay_python, "-m", os.environ.get("RELAY_LOAD_MODULE", "relay.cli"), "serve"],
-            0,
-            env,
-            log=args.relay_log,
-        ),
+        spawn(server_command(args), 0, env, log=args.relay_log),
     ]
     relay = procs[-1]
     OTHER_PIDS.extend(p.pid for p in procs[:-1])
@@ -507,15 +562,15 @@ async def main() -> None:
         os.sched_setaffinity(0, {1})
     try:
         base = f"http://127.0.0.1:{relay_port}"
-        await wait_http(f"{base}/healthz")
+        await wait_http(f"{base}/healthz" if args.server != "sample" else f"{base}/")
         await wait_http(f"http://127.0.0.1:{rt_port + 1}/stats")
         await wait_http(f"http://127.0.0.1:{tw_port + 1}/stats")
         probe = await asyncio.create_subprocess_exec(
-            args.relay_python, "-c", "import sys; print(sys.version.split()[0])", stdout=subprocess.PIPE
+            server_command(args)[0], "-c", "import sys; print(sys.version.split()[0])", stdout=subprocess.PIPE
         )
         version = (await probe.communicate())[0].decode().strip()
         print(
-            f"relay (Python {version}) pid {relay.pid} on CPU 0; generator and fakes on CPU 1; "
+            f"{args.server} (Python {version}) pid {relay.pid} on CPU 0; generator and fakes on CPU 1; "
             f"mode {args.mode}; {args.seconds:.0f} s/step"
         )
         await asyncio.sleep(1.0)  # settle after startup before taking the idle baseline
@@ -542,6 +597,7 @@ async def main() -> None:
                     f"http://127.0.0.1:{rt_port + 1}",
                     f"http://127.0.0.1:{tw_port + 1}",
                     idle_rss,
+                    has_metrics=args.server != "sample",
                 )
                 print_row(step, "")
                 runs.append(step)

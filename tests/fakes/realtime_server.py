@@ -90,6 +90,7 @@ class FakeSession:
     response_creates: list[dict[str, Any]] = field(default_factory=list)  # the client's response.create
     response_requested: asyncio.Event = field(default_factory=asyncio.Event)
     closed_by_server: str | None = None
+    head: bytes = b""  # the first audio bytes: the load bench tells pass-through calls apart by them
 
 
 @dataclass
@@ -275,6 +276,8 @@ class FakeRealtimeServer:
             if not session.configured:
                 session.violations.append("audio before session.update")
             chunk = base64.b64decode(data["audio"])
+            if not session.appends:
+                session.head = chunk[:8]
             if self.keep_audio:
                 session.audio += chunk
             else:
@@ -516,6 +519,7 @@ def _stats(server: FakeRealtimeServer) -> dict[str, Any]:
         sessions.append(
             {
                 "instructions": (s.session_config or {}).get("instructions", "")[:200],
+                "head": s.head.hex(),
                 "appends": timeline,
                 "violations": s.violations[:5],
                 "responses": len(s.responses),
