@@ -164,6 +164,7 @@ async def _set_up_adapters(
             base_url=settings.openai_base_url,
             model=settings.realtime_model,
             connect_timeout_s=settings.realtime_connect_timeout_s,
+            direct_frames=settings.append_writer == "frames",
         )
         stack.push_async_callback(openai_connector.aclose)
         openai_connector.warm_up()

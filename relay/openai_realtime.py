@@ -1,8 +1,10 @@
 """The OpenAI Realtime adapter: GA sessions through the official SDK.
 
-`session.update` goes through the SDK's connection with our pre-built event, audio through
-`send_raw()` with a pre-serialised event (the typed path costs ~100+ µs per append), and
-server events are read as raw bytes and translated by the pure `translate_server_event()`.
+`session.update` goes through the SDK's connection with our pre-built event, and server events
+are read as raw bytes and translated by the pure `translate_server_event()`. Audio appends are
+pre-serialised (the typed path costs ~100+ µs per append) and written as WebSocket frames
+straight onto the SDK's connection (`FrameWriter`), below its send wrapper; when the socket is
+not open or not draining, they go through `send_raw()` like every other event.
 SDK and websockets exceptions are translated here, at the boundary, into `SessionClosed` /
 `RealtimeConnectError` (chained, so the SDK's cause stays in the traceback).
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,16 +47,75 @@ def append_event(audio: bytes) -> bytes:
     return _APPEND_PREFIX + pybase64.b64encode(audio) + _APPEND_SUFFIX
 
 
+_WRITE_BUFFER_MAX = 256 * 1024  # past this, appends take the SDK path, which waits for the socket
+
+
+class FrameWriter:
+    """Client text frames written straight to the SDK connection's socket.
+
+    What websockets' `send()` does per message, minus what costs per append at hundreds of
+    calls: its send context, frame objects, and a `getrandom` syscall for each masking key.
+    The key comes from `random.getrandbits` (as aiohttp's client does: masking defends
+    proxies from cache poisoning, it is not a secret), the mask is websockets' own C
+    `apply_mask`, and the frame is one `transport.write`. Frames are whole messages, so they
+    never interleave with the SDK's own sends on the same connection."""
+
+    __slots__ = ("_apply_mask", "_open", "_protocol", "_transport")
+
+    def __init__(self, websocket: Any) -> None:
+        from websockets.protocol import State
+
+        try:
+            from websockets.speedups import apply_mask
+        except ImportError:  # pragma: no cover - websockets without its C extension
+            from websockets.utils import apply_mask
+        self._protocol = websocket.protocol
+        self._transport = websocket.transport
+        self._open = State.OPEN
+        self._apply_mask = apply_mask
+
+    @classmethod
+    def for_connection(cls, connection: Any) -> FrameWriter | None:
+        """A writer for the SDK connection's websockets connection, if it has the known shape."""
+        websocket = getattr(connection, "_connection", None)
+        if websocket is None or not hasattr(websocket, "protocol") or not hasattr(websocket, "transport"):
+            return None
+        return cls(websocket)
+
+    def try_write(self, payload: bytes) -> bool:
+        """Write one text frame now; False when the socket is not open or not draining."""
+        transport = self._transport
+        if self._protocol.state is not self._open or transport.get_write_buffer_size() > _WRITE_BUFFER_MAX:
+            return False
+        n = len(payload)
+        if n < 126:
+            header = struct.pack("!BB", 0x81, 0x80 | n)
+        elif n < 65536:
+            header = struct.pack("!BBH", 0x81, 0xFE, n)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0xFF, n)
+        mask = random.getrandbits(32).to_bytes(4, "big")
+        transport.write(header + mask + self._apply_mask(payload, mask))
+        return True
+
+
 class OpenAIRealtimeSession:
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, *, direct_frames: bool = True) -> None:
         self._conn = connection
         self._closed = False
+        self._writer = FrameWriter.for_connection(connection) if direct_frames else None
+        self.direct_appends = 0
 
     async def send_audio(self, audio: bytes) -> None:
         if self._closed:
             raise SessionClosedError("session closed")
+        event = append_event(audio)
+        writer = self._writer
         try:
-            await self._conn.send_raw(append_event(audio).decode())
+            if writer is not None and writer.try_write(event):
+                self.direct_appends += 1
+                return
+            await self._conn.send_raw(event.decode())
         except Exception as exc:  # websockets.ConnectionClosed and friends
             self._closed = True
             raise SessionClosedError(type(exc).__name__) from exc
@@ -130,7 +193,10 @@ class OpenAIRealtimeSession:
 class OpenAIConnector:
     """Opens GA Realtime sessions with the official SDK and waits for `session.updated`."""
 
-    def __init__(self, *, api_key: str, base_url: str, model: str, connect_timeout_s: float) -> None:
+    def __init__(
+        self, *, api_key: str, base_url: str, model: str, connect_timeout_s: float, direct_frames: bool = True
+    ) -> None:
+        self._direct_frames = direct_frames
         from openai import AsyncOpenAI
 
         self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
@@ -155,7 +221,7 @@ class OpenAIConnector:
             raise RealtimeConnectError(
                 _describe_connect_failure(exc, self._host), fatal=_is_fatal_connect(exc)
             ) from exc
-        session = OpenAIRealtimeSession(connection)
+        session = OpenAIRealtimeSession(connection, direct_frames=self._direct_frames)
         try:
             async with asyncio.timeout(self._timeout):
                 await connection.send_raw(orjson.dumps(config.session_update()).decode())

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     audio_format: Literal["pcm24k", "pcmu"] = Field("pcm24k", validation_alias=_env("RELAY_AUDIO_FORMAT"))
     transcribe_agent: bool = Field(True, validation_alias=_env("RELAY_TRANSCRIBE_AGENT"))
     append_batch_ms: int = Field(100, ge=20, le=1000, validation_alias=_env("RELAY_APPEND_BATCH_MS"))
+    # How OpenAI appends are written: `frames` (pre-built WebSocket frames on the SDK's
+    # connection, below its send wrapper) or `sdk` (its `send_raw`). Both put the same event on
+    # the wire; bench/load.py measures the difference (README, Performance).
+    append_writer: Literal["frames", "sdk"] = Field("frames", validation_alias=_env("RELAY_APPEND_WRITER"))
     audio_buffer_max_ms: int = Field(10_000, ge=100, le=600_000, validation_alias=_env("RELAY_AUDIO_BUFFER_MAX_MS"))
     reconnect_replay_ms: int = Field(2000, ge=0, le=30_000, validation_alias=_env("RELAY_RECONNECT_REPLAY_MS"))
     realtime_connect_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("RELAY_REALTIME_CONNECT_TIMEOUT_S"))

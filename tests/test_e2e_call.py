@@ -220,3 +220,24 @@ async def test_a_call_that_ends_mid_utterance_still_gets_that_turn_transcribed_a
     assert [m["question"] for m in published if m["type"] == "suggestion"] == ["Can I get a refund?"]
     summary = relay.state.recent_summaries[-1]
     assert summary["turns_ended_at_close"] == 1 and summary["suggestions"] == 1
+
+
+async def test_both_append_writers_put_the_same_valid_events_on_the_wire(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    """Appends written as pre-built frames below the SDK (the default) and through its
+    `send_raw` reach the model as the same validated events and the same audio."""
+    audio = speech_like_ulaw(1.5)
+    received: dict[str, bytes] = {}
+    for writer in ("frames", "sdk"):
+        fake_realtime.sessions.clear()
+        relay = await start_relay(append_writer=writer)
+        spec = CallSpec(audio={"inbound": audio}, pace=0)
+        result = await stream_call(relay.ws_url(), spec, headers=relay.signed_headers())
+        assert result.close_code == CloseCode.NORMAL
+        await wait_until(lambda: relay.state.idle)  # noqa: B023 - awaited inside the iteration
+        (session,) = fake_realtime.sessions
+        assert session.appends >= 2 and session.client_events.count("input_audio_buffer.append") == session.appends
+        received[writer] = bytes(session.audio)
+    assert fake_realtime.violations == []
+    assert received["frames"] == received["sdk"] and len(received["frames"]) == len(audio) * 6

@@ -8,6 +8,8 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 
+import pytest
+
 from relay.link_policy import ConnectRules, default_backoff
 from relay.model_events import ModelEvent, SessionClosed
 from relay.model_link import LinkConfig, ModelLink
@@ -146,3 +148,46 @@ async def _until(condition: object) -> None:
     assert callable(condition)
     while not condition():  # noqa: ASYNC110 - yields to the loop; no wall-clock wait
         await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("size", [10, 125, 126, 65535, 65536, 200_000])
+async def test_the_frame_writer_writes_frames_a_server_reads_as_the_message(size: int) -> None:
+    """Every length class of the WebSocket header, masked, read back by a real server."""
+    import websockets.asyncio.client
+    from aiohttp import WSMsgType, web
+
+    from relay.openai_realtime import FrameWriter
+
+    got: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await got.put(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with websockets.asyncio.client.connect(f"ws://127.0.0.1:{port}/", max_size=None) as client:
+
+            class Sdk:  # the SDK connection's shape: its websockets connection in `_connection`
+                _connection = client
+
+            writer = FrameWriter.for_connection(Sdk())
+            assert writer is not None
+            message = ("x" * size).encode()
+            assert writer.try_write(message)
+            await client.send("after")  # the library's own sends interleave by whole messages
+            assert await asyncio.wait_for(got.get(), 5) == message.decode()
+            assert await asyncio.wait_for(got.get(), 5) == "after"
+        assert not writer.try_write(b"closed")  # not open any more: the caller takes the SDK path
+    finally:
+        await runner.cleanup()
