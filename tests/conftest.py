@@ -71,13 +71,19 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+def require_debian_package(found: object, package: str, what: str, without: str) -> None:
+    """Fail in CI (where .ci/run installs the package), else skip with how to get it."""
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} (Debian package {package}) is required in CI; .ci/run installs it")
+        pytest.skip(f"{what} is not installed (apt-get install {package}); {without}")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     bin_dir = find_bin_dir()
-    if bin_dir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL (Debian package postgresql) is required in CI; .ci/run installs it")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); the SQLite suite still runs")
+    require_debian_package(bin_dir, "postgresql", "PostgreSQL", "the SQLite suite still runs")
+    assert bin_dir is not None
     server = PostgresServer(bin_dir)
     server.start()
     yield server
@@ -87,10 +93,8 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     binary = find_redis_server()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("Redis (Debian package redis-server) is required in CI; .ci/run installs it")
-        pytest.skip("Redis is not installed (apt-get install redis-server); single-process suites still run")
+    require_debian_package(binary, "redis-server", "Redis", "single-process suites still run")
+    assert binary is not None
     server = RedisServer(binary)
     server.start()
     yield server

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from relay.call_directory import SEQ_BLOCK, CallDirectory, LocalDirectory, RedisDirectory
-from tests.conftest import wait_until
-from tests.fakes.redis import RedisServer, free_port
+from tests.conftest import require_debian_package, wait_until
+from tests.fakes.redis import RedisServer, find_redis_server, free_port
 
 CALL = "CA" + "1" * 32
 
@@ -103,9 +103,9 @@ async def test_seq_keeps_increasing_when_another_replica_publishes(redis_url: st
 
 async def test_redis_going_away_never_raises_into_a_call() -> None:
     """Every operation falls back to this process's view, counted, when Redis is gone."""
-    binary = __import__("tests.fakes.redis", fromlist=["find_redis_server"]).find_redis_server()
-    if binary is None:
-        pytest.skip("Redis is not installed (apt-get install redis-server)")
+    binary = find_redis_server()
+    require_debian_package(binary, "redis-server", "Redis", "the in-memory directory is still tested")
+    assert binary is not None
     server = RedisServer(binary, port=free_port())
     server.start()
     directory = RedisDirectory(server.url, replica_id="a", timeout_s=0.3)

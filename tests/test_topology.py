@@ -12,18 +12,15 @@ import pytest
 from bench.scaleout import kill_one, owner_of, place_calls, rolling_restart, streams_of, until
 from bench.topology import Topology, TopologyConfig, find_haproxy
 from relay.simulator import CallSpec, new_sid, sign_upgrade, stream_call
+from tests.conftest import require_debian_package
 from tests.fakes.realtime_server import Behaviour, Turn
 from tests.fakes.redis import find_redis_server
 
 
 @pytest.fixture
 async def topology() -> AsyncIterator[Topology]:
-    import os
-
-    if find_haproxy() is None or find_redis_server() is None:
-        if os.environ.get("CI"):
-            pytest.fail("HAProxy and Redis (Debian packages haproxy, redis-server) are required in CI")
-        pytest.skip("HAProxy or Redis is not installed (apt-get install haproxy redis-server)")
+    require_debian_package(find_haproxy(), "haproxy", "HAProxy", "the single-relay suites still run")
+    require_debian_package(find_redis_server(), "redis-server", "Redis", "the single-relay suites still run")
     behaviour = Behaviour(api_key="sk-topology-" + "k" * 30)
     behaviour.turns = [Turn(transcript=f"Where is my order number {i}?", answer="") for i in range(50)]
     behaviour.turn_every_bytes = 48_000  # a customer line every second of audio

@@ -12,16 +12,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.fakes.postgres import _free_port
+
 
 def find_redis_server() -> str | None:
     return shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return _free_port()
 
 
 class RedisServer:
