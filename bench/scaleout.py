@@ -25,14 +25,7 @@ from tests.fakes.media_dialer import DialedStream
 
 async def owner_of(topo: Topology, call_sid: str) -> str | None:
     """The replica holding the call, from the shared state (Redis)."""
-    assert topo.redis is not None
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(topo.redis.url, decode_responses=True)
-    try:
-        owner = await client.get(f"relay:call:{call_sid}:owner")
-    finally:
-        await client.aclose()
+    owner = await topo.redis_client().get(f"relay:call:{call_sid}:owner")
     return str(owner).partition(" ")[0] if owner else None
 
 

@@ -108,6 +108,16 @@ class Topology:
         self.haproxy: asyncio.subprocess.Process | None = None
         self.dialer: MediaDialer | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._redis_client: Any = None  # one connection pool for every owner lookup
+
+    def redis_client(self) -> Any:
+        """A client of the topology's Redis (made once, closed with the topology)."""
+        assert self.redis is not None
+        if self._redis_client is None:
+            import redis.asyncio as aioredis
+
+            self._redis_client = aioredis.Redis.from_url(self.redis.url, decode_responses=True)
+        return self._redis_client
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -157,6 +167,8 @@ class Topology:
         if self.haproxy is not None and self.haproxy.returncode is None:
             self.haproxy.kill()
             await self.haproxy.wait()
+        if self._redis_client is not None:
+            await self._redis_client.aclose()
         if self.redis is not None:
             self.redis.close()
         if self._http is not None:
@@ -315,9 +327,6 @@ class Topology:
         assert relay.proc is not None
         relay.proc.send_signal(signal.SIGTERM)
         return await asyncio.wait_for(relay.proc.wait(), timeout_s)
-
-    def relay_of(self, call_sid: str, owners: dict[str, Any]) -> str | None:
-        return owners.get(call_sid)
 
 
 async def _up(args: argparse.Namespace) -> None:

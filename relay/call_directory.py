@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import orjson
 
+from sync_publisher.publisher import SeqCounter
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -103,19 +105,6 @@ class _Bounded(OrderedDict[str, V]):
         return value
 
 
-class LocalSeq:
-    """A stream's `seq` in one process: 1, 2, 3, …"""
-
-    __slots__ = ("value",)
-
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    async def __call__(self) -> int:
-        self.value += 1
-        return self.value
-
-
 class LocalDirectory:
     """One process: the state lives here (bounded), and nothing is ever taken over."""
 
@@ -126,7 +115,7 @@ class LocalDirectory:
         self.errors: Counter[str] = Counter()
         self._incarnations: _Bounded[int] = _Bounded()
         self._owner_streams: _Bounded[str] = _Bounded()
-        self._seqs: _Bounded[LocalSeq] = _Bounded()
+        self._seqs: _Bounded[SeqCounter] = _Bounded()
         self._wanted: _Bounded[dict[str, str]] = _Bounded()
         self._context: _Bounded[deque[str]] = _Bounded()
         self._context_lines = context_lines
@@ -151,7 +140,7 @@ class LocalDirectory:
 
     def seq_source(self, stream: str) -> SeqSource:
         existing = self._seqs.pop(stream, None)
-        return self._seqs.put(stream, existing or LocalSeq())
+        return self._seqs.put(stream, existing or SeqCounter())
 
     async def want(self, call_sid: str, parameters: dict[str, str]) -> None:
         self._wanted.put(call_sid, dict(parameters))
@@ -218,8 +207,6 @@ class RedisDirectory:
 
         self.replica_id = replica_id or default_replica_id()
         self.errors: Counter[str] = Counter()
-        self.takeovers_sent = 0
-        self.takeovers_received = 0
         self._client: aioredis.Redis = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
@@ -268,7 +255,6 @@ class RedisDirectory:
                     if message is None or message.get("type") != "message":
                         continue
                     call_sid, _, new_owner = str(message["data"]).partition(" ")
-                    self.takeovers_received += 1
                     on_takeover(call_sid, new_owner)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
@@ -303,7 +289,6 @@ class RedisDirectory:
                 incarnation, _, was = await pipe.execute()
             previous = str(was).partition(" ")[0] if was else ""
             if previous and previous != self.replica_id:
-                self.takeovers_sent += 1
                 await self._client.publish(self._key("takeover", previous), f"{call_sid} {self.replica_id}")
                 log.info("call taken over from another replica", extra={"call_sid": call_sid, "previous": previous})
             return int(incarnation) - 1
@@ -408,9 +393,3 @@ class RedisDirectory:
         except Exception as exc:
             self._failed("context", exc)
             return await self._fallback.recent_context(call_sid)
-
-
-def open_directory(redis_url: str | None, replica_id: str | None, *, ttl_s: int, context_lines: int) -> CallDirectory:
-    if redis_url is None:
-        return LocalDirectory(replica_id, context_lines=context_lines)
-    return RedisDirectory(redis_url, replica_id=replica_id, ttl_s=ttl_s, context_lines=context_lines)

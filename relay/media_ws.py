@@ -222,8 +222,6 @@ class MediaConnection:
             else:
                 stats.media_events[f"ignored_{event.event}_{event.reason}"] += 1
             return False
-        if isinstance(event, Start):
-            raise AssertionError("start is handled by the read loop")
         if isinstance(event, Stop):
             stats.media_events["stop"] += 1
             self.end_reason = "stop"
@@ -254,13 +252,11 @@ class MediaConnection:
         # restart anything), learn how many bridges it had, and what it said lately.
         directory = state.directory
         incarnation = await directory.claim(start.call_sid, start.stream_sid or "")
-        existing = state.calls.get(start.call_sid)
+        continues = incarnation > 0 and start.call_sid not in state.calls
+        seed = await directory.recent_context(start.call_sid) if continues else []
+        existing = state.calls.get(start.call_sid)  # after the awaits: another stream may have started it
         if existing is not None:
             self._adopt(existing, start)
-            return
-        seed = await directory.recent_context(start.call_sid) if incarnation > 0 else []
-        if start.call_sid in state.calls:  # a stream for the call started while we waited
-            self._adopt(state.calls[start.call_sid], start)
             return
         state.stats.calls_started += 1
         if incarnation > 0:
@@ -276,7 +272,7 @@ class MediaConnection:
             wrapup=state.wrapup,
             recorder=state.records.recorder(start.call_sid, incarnation) if state.records is not None else None,
             seed_context=seed,
-            on_context=lambda line: directory.add_context(start.call_sid, line) if directory.shared else None,
+            on_context=(lambda line: directory.add_context(start.call_sid, line)) if directory.shared else None,
         )
         self.handle = CallHandle(bridge=bridge, owner=self.ws)
         state.calls[start.call_sid] = self.handle

@@ -104,7 +104,6 @@ class OpenAIRealtimeSession:
         self._conn = connection
         self._closed = False
         self._writer = FrameWriter.for_connection(connection) if direct_frames else None
-        self.direct_appends = 0
 
     async def send_audio(self, audio: bytes) -> None:
         if self._closed:
@@ -113,7 +112,6 @@ class OpenAIRealtimeSession:
         writer = self._writer
         try:
             if writer is not None and writer.try_write(event):
-                self.direct_appends += 1
                 return
             await self._conn.send_raw(event.decode())
         except Exception as exc:  # websockets.ConnectionClosed and friends

@@ -29,6 +29,7 @@ from .retrieval import Retriever
 from .settings import Settings
 from .stream_control import StreamControl
 from .taskrouter import TaskRouterDriver
+from .twilio_media import CloseCode
 from .wrapup_service import WrapUpService
 
 if TYPE_CHECKING:
@@ -149,7 +150,8 @@ class RelayState:
             return
         self.stats.streams_replaced += 1
         handle.ended_by = TAKEN_OVER
-        self.spawn(handle.owner.close(code=4409, message=b"taken over by another replica"), name="ws-close")
+        closing = handle.owner.close(code=CloseCode.REPLACED, message=b"taken over by another replica")
+        self.spawn(closing, name="ws-close")
 
     def live_bridges(self) -> list[CallBridge]:
         return [h.bridge for h in self.calls.values()] + [h.bridge for h in self.finishing]
