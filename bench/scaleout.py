@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.topology import RelayProcess, Topology
@@ -51,6 +52,7 @@ async def place_calls(topo: Topology, n: int, *, timeout_s: float = 30) -> dict[
     """Start `n` calls (the plugin's request through the balancer) and wait until each one's
     stream is feeding a model session; returns call → replica."""
     calls = [new_sid("CA") for _ in range(n)]
+    sessions_before = len(topo.realtime.sessions)
     statuses = await asyncio.gather(*(topo.start_call(c, {"TaskSid": "WT" + c[2:]}) for c in calls))
     if any(status != 200 for status in statuses):
         raise AssertionError(f"assist requests refused: {statuses}")
@@ -67,6 +69,9 @@ async def place_calls(topo: Topology, n: int, *, timeout_s: float = 30) -> dict[
         if owner is None:
             raise AssertionError(f"{call} never reached a relay")
         owners[call] = owner
+    # A claim comes at the stream's `start`; its model session opens just after. Callers count
+    # sessions, so return only once every call's session is open.
+    await until(lambda: len(topo.realtime.sessions) >= sessions_before + n, timeout_s, "model sessions open")
     return owners
 
 
@@ -137,12 +142,14 @@ class RollingReport:
     refused: int = 0  # a stream that never reached a relay, or an assist request refused
     restarted: int = 0  # streams started again after a cut (counted in `cut` too)
     per_relay_s: list[float] = field(default_factory=list)  # SIGTERM → the relay exited
+    refusals: Counter[int] = field(default_factory=Counter)  # assist requests answered other than 200
 
     def summary(self) -> str:
         drain = statistics.mean(self.per_relay_s) if self.per_relay_s else float("nan")
         return (
             f"rolling restart: {self.calls} calls, {self.cut} cut, {self.refused} refused; "
             f"SIGTERM → exit {drain:.1f} s per relay on average"
+            + (f"; assist requests refused: {dict(self.refusals)}" if self.refusals else "")
         )
 
 
@@ -160,7 +167,7 @@ async def rolling_restart(topo: Topology, *, call_s: float, every_s: float, sett
             started.append(call)
             status = await topo.start_call(call)
             if status != 200:
-                report.refused += 1
+                report.refusals[status] += 1
             else:
                 task = asyncio.create_task(_hang_up_after(topo, call, call_s))
                 hangups.add(task)

@@ -236,6 +236,10 @@ class Topology:
             return ""
         return "\n".join(relay.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def haproxy_log_tail(self, lines: int = 20) -> str:
+        path = self.root / "haproxy.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
     async def _start_haproxy(self) -> None:
         binary = find_haproxy()
         if binary is None:

@@ -304,26 +304,39 @@ async def stream_status(request: web.Request) -> web.Response:
             "stream_error": fields.get("StreamError"),
         },
     )
-    if event == "stream-error":
-        _publish_status(state, call_sid, "degraded", f"stream error: {fields.get('StreamError', 'unknown')}"[:300])
-    if event != "stream-started" and state.settings.restart_streams:
-        # A relay died or drained, or Twilio lost the socket: if the relay started this
-        # stream and the call still wants assist, start it again (on whichever replica the
-        # balancer picks). In the background: Twilio's callback gets its answer at once.
-        # A `stream-stopped` is most often a hang-up whose `stop` message the relay holding
-        # the call is processing right now (it marks the stream as no longer wanted): give
-        # it a moment. A `stream-error` is a broken socket: no wait.
-        delay = STOPPED_RESTART_DELAY_S if event == "stream-stopped" else 0.0
-        state.spawn(_restart(state, call_sid, fields.get("StreamSid"), delay), name="stream-restart")
+    degraded = f"stream error: {fields.get('StreamError', 'unknown')}"[:300] if event == "stream-error" else None
+    restart = event != "stream-started" and state.settings.restart_streams
+    if degraded is not None or restart:
+        # In the background: Twilio's callback gets its answer at once.
+        state.spawn(
+            _after_stream_event(state, call_sid, fields.get("StreamSid"), event, degraded, restart), name="stream-event"
+        )
     return web.Response(status=204)
 
 
 STOPPED_RESTART_DELAY_S = 1.0
+STATUS_BEFORE_RESTART_S = 1.0
 
 
-async def _restart(state: RelayState, call_sid: str, stream_sid: str | None, delay_s: float) -> None:
-    if delay_s:
-        await asyncio.sleep(delay_s)
+async def _after_stream_event(
+    state: RelayState, call_sid: str, stream_sid: str | None, event: str, degraded: str | None, restart: bool
+) -> None:
+    if degraded is not None:
+        flushed = _publish_status(state, call_sid, "degraded", degraded)
+        if restart and flushed is not None:
+            # The status takes its `seq` before the new stream's relay leases any, so a
+            # browser ordering by `seq` sees "degraded" before the resumed call's "started".
+            # A slow Sync delays the restart by at most this much (the flush carries on).
+            await asyncio.wait({flushed}, timeout=STATUS_BEFORE_RESTART_S)
+    if not restart:
+        return
+    # A relay died or drained, or Twilio lost the socket: if the relay started this stream
+    # and the call still wants assist, start it again (on whichever replica the balancer
+    # picks). A `stream-stopped` is most often a hang-up whose `stop` message the relay
+    # holding the call is processing right now (it marks the stream as no longer wanted):
+    # give it a moment. A `stream-error` is a broken socket: no wait.
+    if event == "stream-stopped":
+        await asyncio.sleep(STOPPED_RESTART_DELAY_S)
     outcome = await state.stream_control.restart(call_sid, stream_sid)
     if outcome is not None:
         state.stats.stream_callbacks[f"restart_{outcome.result.value}"] += 1
@@ -356,15 +369,17 @@ async def taskrouter_events(request: web.Request) -> web.Response:
     return web.Response(status=204, content_type="application/json")
 
 
-def _publish_status(state: RelayState, call_sid: str, status: str, reason: str) -> None:
+def _publish_status(state: RelayState, call_sid: str, status: str, reason: str) -> asyncio.Task[Any] | None:
+    """Through the call's live bridge when this relay holds it; otherwise on a channel of its
+    own, whose flush is returned."""
     handle = state.calls.get(call_sid)
     item = messages.status(status, reason)
     if handle is not None:
         handle.bridge.publish(item)
-        return
+        return None
     channel = state.open_channel(call_sid)
     channel.publish(item)
-    state.spawn(channel.close(state.settings.sync_flush_deadline_s), name="status-flush")
+    return state.spawn(channel.close(state.settings.sync_flush_deadline_s), name="status-flush")
 
 
 # ---------------------------------------------------------------------------- CORS

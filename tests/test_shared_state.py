@@ -108,8 +108,14 @@ async def test_a_stream_the_relay_started_is_restarted_by_whichever_replica_hear
     dead = next(iter(fake_twilio.state.media_streams))
     fake_twilio.state.media_streams[dead]["status"] = "stopped"  # the socket broke
 
+    fake_twilio.state.sync_delay_s = 0.3  # a slow Sync must not let "degraded" trail the restart
     assert await _callback(b, call_sid, dead, "stream-error") == 204
     await wait_until(lambda: b.state.stats.stream_callbacks["restart_started"] == 1)
+    # The "degraded" status was delivered (its `seq` taken) before the stream was started
+    # again: whichever relay the new stream reaches numbers its messages after it.
+    statuses = [m["state"] for m in fake_twilio.messages_for(f"FLEX_ASSIST_{call_sid}") if m["type"] == "status"]
+    assert statuses == ["degraded"]
+    fake_twilio.state.sync_delay_s = 0.0
     restarted = [form for kind, _, form in fake_twilio.state.rest_calls if kind == "create"]
     assert len(restarted) == 2 and restarted[1] == created[0]  # same URL, name and parameters
 

@@ -24,8 +24,12 @@ async def topology() -> AsyncIterator[Topology]:
     behaviour = Behaviour(api_key="sk-topology-" + "k" * 30)
     behaviour.turns = [Turn(transcript=f"Where is my order number {i}?", answer="") for i in range(50)]
     behaviour.turn_every_bytes = 48_000  # a customer line every second of audio
-    async with Topology(TopologyConfig(relays=3, drain_deadline_s=15, log_level="WARNING"), behaviour) as topo:
+    async with Topology(TopologyConfig(relays=3, drain_deadline_s=15, log_level="INFO"), behaviour) as topo:
         yield topo
+        # Shown by pytest only when the test failed: what each relay and the balancer said.
+        for relay in topo.relays:
+            print(f"--- {relay.name} (port {relay.port}) ---\n{topo.log_tail(relay, 30)}")
+        print(f"--- haproxy ---\n{topo.haproxy_log_tail(30)}")
 
 
 async def test_a_calls_streams_stay_on_one_relay_and_a_killed_relay_costs_seconds_not_calls(
@@ -69,7 +73,8 @@ async def test_a_calls_streams_stay_on_one_relay_and_a_killed_relay_costs_second
     for c in owners:
         published = topology.twilio.messages_for(f"FLEX_ASSIST_{c}")
         seqs = [m["seq"] for m in published]
-        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), c  # one `seq` across relays
+        shown = [(m["seq"], m["type"], m.get("state")) for m in published]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), (c, shown)  # one `seq` across relays
     assert topology.realtime.violations == []
 
 
