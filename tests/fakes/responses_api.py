@@ -78,6 +78,8 @@ class FakeResponses:
             body = await request.json()
         except json.JSONDecodeError:
             return _error(400, "invalid_json", "We could not parse the JSON body of your request.")
+        except ConnectionResetError:  # the relay was killed mid-request (kill and restart tests)
+            raise web.HTTPBadRequest() from None
         violations = check_request(body)
         self.requests.append(ResponsesRequest(body, time.monotonic(), violations))
         if violations:
