@@ -216,8 +216,9 @@ async def _set_up_adapters(
             sync_transport,
             publisher_config(settings),
             settings.stream_name_for,
-            # With several replicas, a stream's `seq` comes from the counter they share.
-            seq_source=state.directory.seq_source if state.directory.shared else None,
+            # The directory keeps each stream's `seq`: in this process, or (several replicas)
+            # leased from the counter they share.
+            seq_source=state.directory.seq_source,
         )
     else:
         state.hub = hub or LocalHub()

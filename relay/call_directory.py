@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import orjson
 
-from sync_publisher.publisher import SeqCounter
+from sync_publisher.publisher import SeqCounters
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -115,7 +115,7 @@ class LocalDirectory:
         self.errors: Counter[str] = Counter()
         self._incarnations: _Bounded[int] = _Bounded()
         self._owner_streams: _Bounded[str] = _Bounded()
-        self._seqs: _Bounded[SeqCounter] = _Bounded()
+        self._seqs = SeqCounters(_MEMORY)
         self._wanted: _Bounded[dict[str, str]] = _Bounded()
         self._context: _Bounded[deque[str]] = _Bounded()
         self._context_lines = context_lines
@@ -139,8 +139,7 @@ class LocalDirectory:
         return None
 
     def seq_source(self, stream: str) -> SeqSource:
-        existing = self._seqs.pop(stream, None)
-        return self._seqs.put(stream, existing or SeqCounter())
+        return self._seqs(stream)
 
     async def want(self, call_sid: str, parameters: dict[str, str]) -> None:
         self._wanted.put(call_sid, dict(parameters))
@@ -317,8 +316,7 @@ class RedisDirectory:
             self._failed("release", exc)
 
     def seq_source(self, stream: str) -> SeqSource:
-        existing = self._seqs.pop(stream, None)
-        return self._seqs.put(stream, existing or RedisSeq(self, self._key("seq", stream)))
+        return self._seqs.put(stream, self._seqs.get(stream) or RedisSeq(self, self._key("seq", stream)))
 
     async def lease(self, key: str, block: int) -> int | None:
         try:

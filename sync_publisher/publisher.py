@@ -78,8 +78,7 @@ class PublishCounts:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            f.name: dict(value) if isinstance(value := getattr(self, f.name), Counter) else value
-            for f in fields(self)
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), Counter) else value for f in fields(self)
         }
 
 
@@ -114,6 +113,24 @@ class SeqCounter:
     async def __call__(self) -> int:
         self.value += 1
         return self.value
+
+
+class SeqCounters:
+    """Each stream's `SeqCounter` in one process, remembered for the last `limit` streams
+    (after their publishers closed) so a stream's `seq` never restarts at 1."""
+
+    __slots__ = ("_counters", "_limit")
+
+    def __init__(self, limit: int = _SEQ_MEMORY) -> None:
+        self._counters: OrderedDict[str, SeqCounter] = OrderedDict()
+        self._limit = limit
+
+    def __call__(self, stream: str) -> SeqCounter:
+        counter = self._counters.pop(stream, None) or SeqCounter()
+        self._counters[stream] = counter
+        while len(self._counters) > self._limit:
+            self._counters.popitem(last=False)
+        return counter
 
 
 class StreamPublisher:
@@ -371,19 +388,11 @@ class SyncPublisher:
         # stream draws from one counter, so `seq` never restarts at 1 (a browser
         # de-duplicating by `seq` would drop the rest). Bounded memory per process; with
         # several relays `seq_source` gives a counter they share.
-        self._seq_source = seq_source
-        self._counters: OrderedDict[str, SeqCounter] = OrderedDict()
+        self._seq_source: Callable[[str], Callable[[], Awaitable[int]]] = seq_source or SeqCounters()
 
     def open(self, call_sid: str) -> StreamPublisher:
         stream = self._stream_name_for(call_sid)
-        counter: Callable[[], Awaitable[int]]
-        if self._seq_source is not None:
-            counter = self._seq_source(stream)
-        else:
-            local = self._counters.pop(stream, None) or SeqCounter()
-            self._counters[stream] = counter = local
-            while len(self._counters) > _SEQ_MEMORY:
-                self._counters.popitem(last=False)
+        counter = self._seq_source(stream)
         return StreamPublisher(self.transport, stream, call_sid, self.config, self.stats, next_seq=counter)
 
     async def aclose(self) -> None:
