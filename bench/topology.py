@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes.media_dialer import MediaDialer  # noqa: E402
 from tests.fakes.realtime_server import Behaviour, FakeRealtimeServer  # noqa: E402
-from tests.fakes.redis import RedisServer, find_redis_server, free_port  # noqa: E402
+from tests.fakes.redis import RedisServer, find_redis_server  # noqa: E402
+from tests.fakes.tooling import free_port  # noqa: E402
 from tests.fakes.twilio_server import FakeTwilio  # noqa: E402
 
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"

@@ -10,7 +10,8 @@ import pytest
 
 from relay.call_directory import SEQ_BLOCK, CallDirectory, LocalDirectory, RedisDirectory
 from tests.conftest import require_debian_package, wait_until
-from tests.fakes.redis import RedisServer, find_redis_server, free_port
+from tests.fakes.redis import RedisServer, find_redis_server
+from tests.fakes.tooling import free_port
 
 CALL = "CA" + "1" * 32
 

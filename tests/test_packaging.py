@@ -15,7 +15,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -27,6 +26,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import TIME_SCALE
+from tests.fakes.tooling import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,15 +122,8 @@ def test_version_is_the_installed_version(installed: Installed) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == f"relay {version('twilio-flex-assist-relay')}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_serve_answers_health_from_an_empty_folder(installed: Installed) -> None:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         str(installed.bin / "relay"),
         "serve",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
@@ -27,7 +26,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fakes.realtime_server import FakeRealtimeServer
-from tests.fakes.tooling import scrape_metrics
+from tests.fakes.tooling import free_port, scrape_metrics
 from tests.fakes.twilio_server import FakeTwilio
 
 
@@ -81,9 +80,7 @@ async def test_refused_connects_are_retried_while_audio_waits(
 async def test_an_unreachable_model_host_is_named_in_the_status(
     start_relay: StartRelay, fake_twilio: FakeTwilio
 ) -> None:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     relay = await start_relay(openai_base_url=f"http://127.0.0.1:{port}/v1", reconnect_max_attempts=1)
     _, summary = await _run_call(relay, 0.5, pace=3.0)
     reasons = [
@@ -301,14 +298,8 @@ async def test_metrics_move_as_the_call_does(start_relay: StartRelay, fake_realt
 # ------------------------------------------------------------------ drain
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_sigterm_drains_a_real_server_process(fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "OPENAI_API_KEY": OPENAI_KEY,

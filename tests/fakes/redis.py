@@ -12,15 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fakes.postgres import _free_port
+from tests.fakes.tooling import free_port
 
 
 def find_redis_server() -> str | None:
     return shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
-
-
-def free_port() -> int:
-    return _free_port()
 
 
 class RedisServer:

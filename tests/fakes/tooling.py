@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for a server started next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def scrape_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
