@@ -257,12 +257,12 @@ class RedisDirectory:
                     on_takeover(call_sid, new_owner)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 raise
             except Exception as exc:
                 self._failed("listen", exc)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

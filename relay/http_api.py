@@ -96,10 +96,24 @@ async def _request_fields(request: web.Request) -> dict[str, str]:
     return fields
 
 
-def flex_token(request: web.Request, fields: dict[str, str]) -> str | None:
+QUERY_TOKEN_NAMES = ("Token", "token")
+
+
+def flex_token(request: web.Request, fields: dict[str, str], *, query_allowed: bool = False) -> str | None:
+    """The Flex token from `Authorization: Bearer …` or the body's `Token` field.
+
+    A token in the URL ends up in proxies' and load balancers' access logs, so a query-string
+    token is refused (400) unless the route passes `query_allowed`: only routes a browser element
+    loads by URL, which cannot set a header (the records API's audio), do.
+    """
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
+    in_query = any(name in request.query for name in QUERY_TOKEN_NAMES)
+    if in_query and not query_allowed:
+        request.app[RELAY].stats.flex_auth["token_in_url"] += 1
+        log.warning("Flex token refused: sent in the URL", extra={"path": request.path})
+        raise FlexAuthError(400, "send the Flex token in the Authorization header or the request body, not in the URL")
     return fields.get("Token") or fields.get("token")
 
 
@@ -130,13 +144,12 @@ async def token(request: web.Request) -> web.Response:
     state = request.app[RELAY]
     settings = state.settings
     fields = await _request_fields(request)
-    presented = flex_token(request, fields)
-    if presented:
-        try:
-            identity = (await authenticate(state, presented)).identity
-        except FlexAuthError as exc:
-            return _error(exc.status, exc.reason)
-    elif "identity" in fields:
+    try:
+        presented = flex_token(request, fields)
+        identity = (await authenticate(state, presented)).identity if presented else None
+    except FlexAuthError as exc:
+        return _error(exc.status, exc.reason)
+    if identity is None and "identity" in fields:
         legacy = settings.legacy_token_identity
         if legacy is None or not hmac.compare_digest(fields["identity"].encode(), legacy.encode()):
             state.stats.flex_auth["legacy_denied"] += 1
@@ -144,7 +157,7 @@ async def token(request: web.Request) -> web.Response:
         state.stats.flex_auth["legacy"] += 1
         log.warning("Sync token issued in legacy shared-identity mode; move the plugin to Flex tokens")
         identity = legacy
-    else:
+    elif identity is None:
         state.stats.flex_auth["missing"] += 1
         return _error(401, "a Flex token is required (Authorization: Bearer … or Token)")
 

@@ -57,11 +57,20 @@ async def test_a_valid_agent_gets_a_sync_token(relay: RunningRelay, fake_twilio:
     assert headers["Cache-Control"] == "no-store"
 
 
-async def test_token_in_query_or_body_works_too(relay: RunningRelay) -> None:
-    status, body, _ = await _get(relay.http_url("/token?Token=flex-token-agent"))
-    assert status == 200
+async def test_token_in_the_body_works_but_never_in_the_url(relay: RunningRelay) -> None:
     status, body, _ = await _post(relay.http_url("/token"), data={"Token": "flex-token-agent"})
     assert status == 200 and body["identity"] == "alice_40example_2Ecom"
+    status, body, _ = await _post(relay.http_url("/token"), json={"Token": "flex-token-agent"})
+    assert status == 200 and body["identity"] == "alice_40example_2Ecom"
+    # A URL lands in proxies' access logs: refused before the token is even checked.
+    for url in ("/token?Token=flex-token-agent", "/token?token=flex-token-agent"):
+        status, body, _ = await _get(relay.http_url(url))
+        assert status == 400 and "Authorization header" in body["error"]
+    status, body, _ = await _post(
+        relay.http_url("/stream?Token=flex-token-agent"), json={"action": "stop", "callSid": "CA" + "0" * 32}
+    )
+    assert status == 400
+    assert relay.state.stats.flex_auth["token_in_url"] == 3
 
 
 @pytest.mark.parametrize(
