@@ -9,7 +9,10 @@ COPY sync_publisher ./sync_publisher
 # relay/assets/ links to these two; the wheel build copies their files into the package.
 COPY prompts ./prompts
 COPY samples ./samples
-RUN pip wheel --no-cache-dir --no-deps -w /wheels .
+# The build backend and the runtime packages come from the locks (exact versions and hashes).
+COPY requirements/build.txt requirements/runtime.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/build.txt \
+    && pip wheel --no-cache-dir --no-deps --no-build-isolation -w /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,7 +20,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels && useradd --system --uid 10001 --home /srv relay \
+COPY --from=build /src/requirements/runtime.txt /wheels/runtime.txt
+RUN pip install --require-hashes --no-deps -r /wheels/runtime.txt \
+    && pip install --no-deps /wheels/*.whl && pip check && rm -rf /wheels && useradd --system --uid 10001 --home /srv relay \
     && mkdir -p /srv/data && chown -R relay /srv
 
 # An empty working folder: the relay uses ./prompts when one is mounted here, else its bundled defaults.

@@ -4,20 +4,30 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench load clean
+.PHONY: install test lint demo bench load clean lock test-latest
+
+# Installs come from the lock files in requirements/ (exact versions, every file's hash), so a
+# fresh machine gets what the last green run used; pyproject.toml keeps ranges for library users.
+# `make lock` refreshes them on purpose. pip itself and the build backend are locked too.
+PIP := $(BIN)/python -m pip
+LOCKED := $(PIP) install --quiet --require-hashes --no-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(LOCKED) -r requirements/build.txt
 
-# Stamps: a second run installs nothing unless pyproject.toml changed (the install is
-# editable, so source edits need no reinstall). The demo needs only the runtime packages.
-$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Stamps: a second run installs nothing unless a lock changed (the install is editable, so
+# source edits need no reinstall). The demo needs only the runtime packages.
+$(VENV)/.installed-runtime: requirements/runtime.txt requirements/build.txt | $(BIN)/python
+	$(LOCKED) -r requirements/runtime.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) check  # a dependency pyproject gained but the lock lacks
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+$(VENV)/.installed-dev: requirements/dev.txt requirements/build.txt | $(BIN)/python
+	$(LOCKED) -r requirements/dev.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) check  # a dependency pyproject gained but the lock lacks
 	touch $@ $(VENV)/.installed-runtime
 
 install: $(VENV)/.installed-dev
@@ -44,5 +54,20 @@ bench: install
 load: install
 	$(BIN)/python bench/load.py --steps 50,100,150,200,250,300,400 --seconds 15 --repeat 3 --keep-going
 
+# Drift found on purpose: recompile every lock at the newest versions pyproject allows (in a
+# tools venv of its own), then install them and run the whole suite. Commit the locks if green.
+LOCK_VENV ?= .venv-lock
+COMPILE = $(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet 'pip-tools>=7.4,<8'
+	$(COMPILE) -o requirements/build.txt requirements/build.in
+	$(COMPILE) -o requirements/runtime.txt pyproject.toml requirements/build.in
+	$(COMPILE) --extra test --extra bench -o requirements/dev.txt pyproject.toml requirements/build.in
+
+test-latest: lock
+	$(MAKE) test
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

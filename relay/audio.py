@@ -31,6 +31,8 @@ _STOPBAND_DB: Final = 110.0
 FloatArray = npt.NDArray[np.float32]
 
 # The clip ufunc itself: np.clip's Python wrapper costs more than the clipping on a frame.
+# numpy 2 names the module np._core, numpy 1 np.core; which attribute the stubs lack depends on
+# the installed numpy, hence the ignore that tolerates being unused.
 _clip_ufunc: np.ufunc = (np._core if hasattr(np, "_core") else np.core).umath.clip  # type: ignore[attr-defined,unused-ignore]
 
 

@@ -47,6 +47,8 @@ def _trace_config() -> aiohttp.TraceConfig:
     return config
 
 
+# twilio 9.x ships no type information (pyproject's mypy override), so its base class is Any;
+# a twilio release with py.typed makes this ignore unused and mypy says so.
 class RelayTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     def __init__(self, timeout: float = 10.0) -> None:
         super().__init__(pool_connections=True, timeout=timeout, trace_configs=[_trace_config()])

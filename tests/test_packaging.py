@@ -54,6 +54,7 @@ def _dockerfile_build_context(target: Path) -> Path:
                 if src.is_dir():
                     shutil.copytree(src, target / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
                 else:
+                    (target / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, target / name)
     return target
 
