@@ -1,4 +1,5 @@
-"""Scale-out figures on loopback (run by hand; about 3 minutes):
+"""Scale-out figures on loopback (run by hand; under 2 minutes on a 2-core machine; the
+README's "Several relays behind HAProxy" section quotes them):
 
     .venv/bin/python bench/scaleout_bench.py [--calls 100] [--seconds 20] [--kill-calls 60]
 

@@ -1,7 +1,7 @@
 """Several relays behind HAProxy on loopback, as production runs them: the scale-out topology
 the tests (tests/test_topology.py) and the benchmark (bench/scaleout_bench.py) use.
 
-    .venv/bin/python bench/topology.py up [--relays 3] [--no-redis]   # until Ctrl-C
+    .venv/bin/python bench/topology.py up [--relays 3] [--no-redis]   # until Ctrl-C or SIGTERM
 
 Starts: Redis (Debian's redis-server, unless --no-redis), N relays (`relay serve`, each its own
 process, port and replica id), HAProxy (Debian's haproxy) with deploy/haproxy/haproxy.cfg plus
@@ -158,25 +158,47 @@ class Topology:
             await self._start_haproxy()
 
     async def aclose(self) -> None:
-        if self.dialer is not None:
-            await self.dialer.aclose()
-        for relay in self.relays:
-            if relay.running:
-                assert relay.proc is not None
-                relay.proc.kill()
-                await relay.proc.wait()
-        if self.haproxy is not None and self.haproxy.returncode is None:
-            self.haproxy.kill()
-            await self.haproxy.wait()
-        if self._redis_client is not None:
-            await self._redis_client.aclose()
-        if self.redis is not None:
-            self.redis.close()
-        if self._http is not None:
-            await self._http.close()
-        await self.twilio.stop()
-        await self.realtime.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Stop everything this topology started, each step whatever the one before raised:
+        the fake media side (its streams end with a `stop`, as callers hanging up), the
+        processes (they would outlive this one), the in-process servers, the temp folder."""
+        try:
+            if self.dialer is not None:
+                await self.dialer.aclose()
+        finally:
+            try:
+                await self._stop_processes()
+            finally:
+                try:
+                    await self._stop_in_process()
+                finally:
+                    shutil.rmtree(self.root, ignore_errors=True)
+
+    async def _stop_processes(self) -> None:
+        procs = [r.proc for r in self.relays if r.proc is not None]
+        if self.haproxy is not None:
+            procs.append(self.haproxy)
+        for proc in procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):  # exited since, not reaped yet
+                    proc.kill()
+        try:
+            for proc in procs:
+                await proc.wait()  # reaped: no zombie left behind either
+        finally:
+            if self.redis is not None:
+                self.redis.close()  # its own temp folder too
+
+    async def _stop_in_process(self) -> None:
+        try:
+            if self._redis_client is not None:
+                await self._redis_client.aclose()
+            if self._http is not None:
+                await self._http.close()
+        finally:
+            try:
+                await self.twilio.stop()
+            finally:
+                await self.realtime.stop()
 
     def relay_env(self, relay: RelayProcess) -> dict[str, str]:
         tw = self.twilio.base_url
@@ -252,10 +274,10 @@ class Topology:
             "RELAY_LB_BIND": f"127.0.0.1:{self.lb_port}",
             "RELAY_LB_MAXCONN": "8000",  # fits the usual 20,000 descriptors of a test machine
         }
-        log = (self.root / "haproxy.log").open("ab")
-        self.haproxy = await asyncio.create_subprocess_exec(
-            binary, "-db", "-f", str(cfg), env=env, stdout=log, stderr=log
-        )
+        with (self.root / "haproxy.log").open("ab") as log:
+            self.haproxy = await asyncio.create_subprocess_exec(
+                binary, "-db", "-f", str(cfg), env=env, stdout=log, stderr=log
+            )
         await self.wait_servers(up={r.name for r in self.relays})
 
     # ------------------------------------------------------------------ the balancer's view
@@ -335,24 +357,47 @@ class Topology:
 
 
 async def _up(args: argparse.Namespace) -> None:
+    """Until SIGTERM or SIGINT, then everything started is stopped and the temp folder removed.
+
+    Without its own handlers SIGTERM would end this process at once, leaving Redis, the relays
+    and HAProxy running and the temp folder behind. A signal during startup stops it too.
+    """
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    received: list[str] = []
+
+    def stop(signum: int) -> None:
+        if not received:  # a second signal must not cut the teardown short
+            received.append(signal.Signals(signum).name)
+            main.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
     config = TopologyConfig(relays=args.relays, redis=not args.no_redis)
-    async with Topology(config) as topo:
-        print(f"balancer: {topo.entry_url}  (stats http://127.0.0.1:{topo.stats_port}/stats)")
-        for relay in topo.relays:
-            print(f"{relay.name}: http://127.0.0.1:{relay.port}  pid {relay.pid}  log {relay.log_path}")
-        if topo.redis is not None:
-            print(f"redis: {topo.redis.url}")
-        print(f"fake realtime: {topo.realtime.base_url}  fake twilio: {topo.twilio.base_url}")
-        print("Ctrl-C to stop")
-        with contextlib.suppress(asyncio.CancelledError):
+    try:
+        async with Topology(config) as topo:
+            print(f"temp folder: {topo.root}")
+            print(f"balancer: {topo.entry_url}  (stats http://127.0.0.1:{topo.stats_port}/stats)")
+            if topo.haproxy is not None:
+                print(f"haproxy: pid {topo.haproxy.pid}  log {topo.root / 'haproxy.log'}")
+            for relay in topo.relays:
+                print(f"{relay.name}: http://127.0.0.1:{relay.port}  pid {relay.pid}  log {relay.log_path}")
+            if topo.redis is not None:
+                print(f"redis: {topo.redis.url}")
+            print(f"fake realtime: {topo.realtime.base_url}  fake twilio: {topo.twilio.base_url}")
+            print("up; Ctrl-C or SIGTERM stops everything", flush=True)
             await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        if not received:
+            raise
+    print(f"{received[0]}: stopped, temp folder removed", flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the topology and keep it up until Ctrl-C")
+    up = sub.add_parser("up", help="start the topology and keep it up until Ctrl-C or SIGTERM")
     up.add_argument("--relays", type=int, default=3)
     up.add_argument("--no-redis", action="store_true")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_up(parser.parse_args()))
+    asyncio.run(_up(parser.parse_args()))
