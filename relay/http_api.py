@@ -397,7 +397,7 @@ def _publish_status(state: RelayState, call_sid: str, status: str, reason: str) 
 
 # ---------------------------------------------------------------------------- CORS
 
-_CORS_PATHS = ("/token", "/stream", "/calls/")
+_CORS_PATHS = ("/token", "/stream", "/calls/", "/knowledge/")
 
 
 @web.middleware

@@ -56,6 +56,14 @@ _STREAM_BODY = {
     },
 }
 _RESULT = {"type": "object", "properties": {"result": {"const": True}}, "required": ["result"]}
+# Hub mode's data routes: open to this machine's own browser, else RELAY_CONSOLE_TOKEN (bearer or
+# the session cookie) or a supervisor's Flex token (relay/console.py).
+_CONSOLE: list[dict[str, list[str]]] = [{"bearerConsoleToken": []}, {"consoleSession": []}, {"bearerFlexToken": []}, {}]
+_CONSOLE_ERRORS: dict[str, Any] = {
+    "401": _json(_ERROR, "reachable from other machines and no valid credential"),
+    "403": _json(_ERROR, "Flex role not allowed"),
+    "404": _json(_ERROR, "Sync mode (or no such record)"),
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -186,7 +194,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object"}, "the record"), **_errors(400, 401, 403, 404, 503)},
             },
             "delete": {
-                "summary": "Delete one call's record and audio",
+                "summary": "Delete one call's record and every part of its audio",
                 "security": [{"bearerFlexToken": []}],
                 "parameters": [_path("callSid")],
                 "responses": {"204": {"description": "deleted"}, **_errors(400, 401, 403, 404, 503)},
@@ -204,39 +212,84 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/calls/{callSid}/audio/{part}": {
+            "get": {
+                "summary": "One part of the call's audio (a call continued by another bridge has several; "
+                "the record's audio_parts lists them)",
+                "security": [{"bearerFlexToken": []}],
+                "parameters": [_path("callSid"), _path("part")],
+                "responses": {
+                    "200": {"description": "FLAC", "content": {"audio/flac": {}}},
+                    "206": {"description": "the requested byte range", "content": {"audio/flac": {}}},
+                    **_errors(400, 401, 403, 404),
+                },
+            }
+        },
         "/console/records": {
             "get": {
                 "summary": "Hub mode only: the console's copy of GET /calls (no Twilio configured)",
-                "responses": {"200": _json({"type": "object"}, "a page of calls"), "404": {"description": "Sync mode"}},
+                "security": _CONSOLE,
+                "responses": {"200": _json({"type": "object"}, "a page of calls"), **_CONSOLE_ERRORS},
             }
         },
         "/console/records/{callSid}": {
             "get": {
                 "summary": "Hub mode only: the console's copy of GET /calls/{callSid}",
+                "security": _CONSOLE,
                 "parameters": [_path("callSid")],
-                "responses": {"200": _json({"type": "object"}, "the record"), "404": {"description": "Sync mode"}},
+                "responses": {"200": _json({"type": "object"}, "the record"), **_CONSOLE_ERRORS},
             }
         },
         "/console/records/{callSid}/audio": {
             "get": {
                 "summary": "Hub mode only: the console's copy of GET /calls/{callSid}/audio",
+                "security": _CONSOLE,
                 "parameters": [_path("callSid")],
-                "responses": {"200": {"description": "FLAC"}, "404": {"description": "Sync mode or no audio"}},
+                "responses": {"200": {"description": "FLAC"}, **_CONSOLE_ERRORS},
+            }
+        },
+        "/console/records/{callSid}/audio/{part}": {
+            "get": {
+                "summary": "Hub mode only: the console's copy of GET /calls/{callSid}/audio/{part}",
+                "security": _CONSOLE,
+                "parameters": [_path("callSid"), _path("part")],
+                "responses": {"200": {"description": "FLAC"}, **_CONSOLE_ERRORS},
             }
         },
         "/console/calls": {
             "get": {
                 "summary": "Calls kept by the in-process hub (hub mode only)",
-                "responses": {"200": _json({"type": "object"}, "calls"), "404": {"description": "Sync mode"}},
+                "security": _CONSOLE,
+                "responses": {"200": _json({"type": "object"}, "calls"), **_CONSOLE_ERRORS},
             }
         },
         "/console/events": {
             "get": {
                 "summary": "Server-Sent Events of every published message (hub mode only)",
+                "security": _CONSOLE,
                 "parameters": [{"name": "call_sid", "in": "query", "schema": {"type": "string"}}],
                 "responses": {
                     "200": {"description": "event stream", "content": {"text/event-stream": {}}},
-                    "404": {"description": "Sync mode"},
+                    **_CONSOLE_ERRORS,
+                },
+            }
+        },
+        "/console/session": {
+            "post": {
+                "summary": "Hub mode only: trade RELAY_CONSOLE_TOKEN (bearer) for the console's session cookie",
+                "security": [{"bearerConsoleToken": []}],
+                "responses": {"204": {"description": "cookie set"}, **_CONSOLE_ERRORS},
+            }
+        },
+        "/knowledge/passage": {
+            "get": {
+                "summary": "One passage of the knowledge in force (a suggestion's source): file, heading, text. "
+                "Flex token with Sync; the console's credential in hub mode",
+                "security": [{"bearerFlexToken": []}, *_CONSOLE],
+                "parameters": [{"name": "id", "in": "query", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json({"type": "object", "required": ["id", "file", "heading", "text"]}, "the passage"),
+                    **_errors(400, 401, 403, 404, 503),
                 },
             }
         },
@@ -263,7 +316,11 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "components": {
-        "securitySchemes": {"bearerFlexToken": {"type": "http", "scheme": "bearer", "description": "Flex SSO token"}},
+        "securitySchemes": {
+            "bearerFlexToken": {"type": "http", "scheme": "bearer", "description": "Flex SSO token"},
+            "bearerConsoleToken": {"type": "http", "scheme": "bearer", "description": "RELAY_CONSOLE_TOKEN"},
+            "consoleSession": {"type": "apiKey", "in": "cookie", "name": "relay_console"},
+        },
         "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}}},
     },
 }

@@ -5,6 +5,12 @@ optional audio, and retention.
 hands them to the `RecordWriter` (bounded queue, batches, retries): the bridge never waits
 for the database. Retention deletes records (and their audio files) whose call ended more
 than `retention_days` ago, hourly.
+
+A call's audio is one file per bridge: `{id}.flac`, then `{id}.{n}.flac` for a call continued
+(another replica, a restarted stream), n being the bridge's incarnation. Call ids are what
+the media endpoint accepts (`[A-Za-z0-9_-.:]{1,64}`); in file names `.` and `:` are written
+`%2E` and `%3A`, so a name's stem never holds a dot: the part number is unambiguous, and no
+id makes a hidden file or a path outside the folder.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .audio_recorder import AudioRecorder
 from .call_store import CallEnded, CallStarted, CallStore, EventRow, LineRow, StoreUnavailable, SuggestionRow
@@ -33,6 +42,37 @@ def open_store(url: str) -> CallStore:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
     raise ConfigurationError("RELAY_DATABASE_URL must start with sqlite:/// or postgresql://")
+
+
+# The ids the media endpoint accepts (relay/twilio_media.py), so every recorded call is addressable.
+CALL_ID_RE: Final = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")
+_ESCAPES: Final = str.maketrans({".": "%2E", ":": "%3A"})
+_PART_RE: Final = re.compile(r"^(?P<stem>[A-Za-z0-9_\-%]+)(?:\.(?P<part>[0-9]{1,9}))?\.flac$")
+
+
+def audio_stem(call_id: str) -> str:
+    """A call id as a file name's stem: no dot, no colon (`CA…` SIDs unchanged)."""
+    if not CALL_ID_RE.match(call_id):
+        raise ValueError("not a call id the media endpoint accepts")
+    return call_id.translate(_ESCAPES)
+
+
+def audio_parts_in(folder: Path, stems: Iterable[str]) -> dict[str, list[tuple[int, Path]]]:
+    """Blocking: each stem's audio files in `folder`, `(part, path)` by part number. One pass
+    over the folder, however many calls are asked about (retention asks for many)."""
+    wanted: dict[str, list[tuple[int, Path]]] = {stem: [] for stem in stems}
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return wanted
+    for entry in entries:
+        match = _PART_RE.match(entry.name)
+        if match is None or match["stem"] not in wanted:
+            continue
+        wanted[match["stem"]].append((int(match["part"] or 0), Path(entry.path)))
+    for parts in wanted.values():
+        parts.sort()
+    return wanted
 
 
 ROWS_PER_INCARNATION = 1_000_000  # (PostgreSQL's n is a 32-bit integer: 2,147 incarnations)
@@ -86,6 +126,8 @@ class CallRecorder:
         task_sid: str | None,
     ) -> None:
         audio_path = await self.audio.close() if self.audio is not None else None
+        if self.audio is not None and self.audio.discontinuities:
+            summary = {**summary, "audio_discontinuities": self.audio.discontinuities}
         self._records.writer.submit(
             CallEnded(self.call_sid, time.time(), end_reason, summary, wrapup, disposition, task_sid, audio_path)
         )
@@ -105,6 +147,8 @@ class Records:
         self.audio_dir = audio_dir  # None: audio recording is off
         self.retention_days = retention_days
         self._retention_task: asyncio.Task[None] | None = None
+        self.retention_period_s = 3600.0
+        self.retention_failures = 0  # passes that failed (the next period tries again)
         self.expired = 0
 
     def start(self) -> None:
@@ -126,40 +170,63 @@ class Records:
 
     def audio_path(self, call_sid: str, incarnation: int = 0) -> Path:
         assert self.audio_dir is not None
-        return self.audio_dir / (f"{call_sid}.flac" if incarnation == 0 else f"{call_sid}.{incarnation}.flac")
+        stem = audio_stem(call_sid)
+        return self.audio_dir / (f"{stem}.flac" if incarnation == 0 else f"{stem}.{incarnation}.flac")
+
+    async def audio_parts(self, call_sid: str) -> list[tuple[int, Path]]:
+        """Every audio file of one call, `(part, path)` in part order (empty: none, or off)."""
+        if self.audio_dir is None:
+            return []
+        stem = audio_stem(call_sid)
+        found = await asyncio.to_thread(audio_parts_in, self.audio_dir, [stem])
+        return found[stem]
 
     async def delete(self, call_sid: str) -> bool:
-        """Remove one call's record and audio. Raises StoreUnavailable."""
+        """Remove one call's record and every part of its audio; False when there was neither.
+        Raises StoreUnavailable."""
         await self.ready()
         deleted = await self.store.delete(call_sid)
-        if deleted is not None:
-            self._remove_audio(deleted[1])
-        if self.audio_dir is not None:
-            self._remove_audio(str(self.audio_path(call_sid)))
-        return deleted is not None
+        removed = await self._remove_all_audio([(call_sid, deleted[1] if deleted is not None else None)])
+        return deleted is not None or removed > 0
 
     async def expire_now(self, now: float | None = None) -> int:
         cutoff = (now or time.time()) - self.retention_days * 86_400
         expired = await self.store.expire(cutoff)
-        for _, audio in expired:
-            self._remove_audio(audio)
+        await self._remove_all_audio(expired)
         if expired:
             self.expired += len(expired)
             log.info("call records expired", extra={"calls": len(expired), "retention_days": self.retention_days})
         return len(expired)
 
-    def _remove_audio(self, path: str | None) -> None:
-        if path:
+    async def _remove_all_audio(self, calls: list[tuple[str, str | None]]) -> int:
+        """Remove each call's stored audio path and every part found in the audio folder
+        (parts of a call continued elsewhere, or of a bridge that never wrote its end row)."""
+        return await asyncio.to_thread(self._remove_all_audio_blocking, calls)
+
+    def _remove_all_audio_blocking(self, calls: list[tuple[str, str | None]]) -> int:
+        paths = {Path(stored) for _, stored in calls if stored}
+        if self.audio_dir is not None and calls:
+            stems = [audio_stem(sid) for sid, _ in calls if CALL_ID_RE.match(sid)]
+            for parts in audio_parts_in(self.audio_dir, stems).values():
+                paths.update(path for _, path in parts)
+        removed = 0
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
-                Path(path).unlink()
+                path.unlink()
+                removed += 1
+        return removed
 
     async def _retention_loop(self) -> None:
         while True:
             try:
                 await self.expire_now()
             except StoreUnavailable as exc:
+                self.retention_failures += 1
                 log.warning("retention skipped: database unavailable", extra={"error": str(exc)})
-            await asyncio.sleep(3600)
+            except Exception as exc:  # one bad pass (a file, a row) must not end retention for good
+                self.retention_failures += 1
+                log.exception("retention pass failed; retrying next period", extra={"error": type(exc).__name__})
+            await asyncio.sleep(self.retention_period_s)
 
     async def close(self, deadline_s: float) -> None:
         if self._retention_task is not None:

@@ -2,16 +2,19 @@
 
 `GET /calls?q=&agent=&from=&to=&limit=&cursor=` (search, newest first, paginated by cursor),
 `GET /calls/{CallSid}` (the record), `GET /calls/{CallSid}/audio` (FLAC, HTTP range
-requests), `DELETE /calls/{CallSid}`. Guarded by a Flex token whose roles include one of
-`RELAY_RECORDS_ROLES` (supervisor, admin): never open.
+requests: the first part), `GET /calls/{CallSid}/audio/{part}` (each part of a call continued
+by another bridge, listed in the record's `audio_parts`), `DELETE /calls/{CallSid}` (the record
+and every part). Guarded by a Flex token whose roles include one of `RELAY_RECORDS_ROLES`
+(supervisor, admin): never open. `{CallSid}` is any id the media endpoint accepts (minimal
+clients send ids that are not `CA…` SIDs).
 
 In hub mode (no Twilio: the offline demo) the console reads the same answers from
-`/console/records…`, which exist only in that mode, like the live feed.
+`/console/records…`, which exist only in that mode, like the live feed, behind the console's
+guard (relay/console.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -21,16 +24,18 @@ from pathlib import Path
 from aiohttp import web
 
 from .call_store import SearchQuery, StoreUnavailable
+from .console import console_guard
 from .flex_auth import FlexAuthError
 from .http_api import authenticate, flex_token
-from .records import Records
+from .records import CALL_ID_RE, Records
 from .state import RELAY, RelayState
 
 log = logging.getLogger("relay.records")
 
-CALL_SID_RE = re.compile(r"^CA[0-9a-fA-F]{32}$")
+PART_RE = re.compile(r"^[0-9]{1,9}$")
 MAX_LIMIT = 100
 MAX_QUERY_CHARS = 500
+AUDIO_ROUTE = "records-audio"
 Guard = Callable[[web.Request, RelayState], Awaitable[web.Response | None]]
 
 
@@ -40,18 +45,14 @@ def _error(status: int, message: str) -> web.Response:
 
 async def _supervisor(request: web.Request, state: RelayState) -> web.Response | None:
     try:
-        identity = await authenticate(state, flex_token(request, dict(request.query)))
+        # Only the audio is loaded by URL (an <audio> element cannot set a header).
+        by_url = (request.match_info.route.name or "").startswith(AUDIO_ROUTE)
+        identity = await authenticate(state, flex_token(request, dict(request.query), query_allowed=by_url))
     except FlexAuthError as exc:
         return _error(exc.status, exc.reason)
     if not set(state.settings.records_roles).intersection(identity.roles):
         state.stats.flex_auth["records_role_denied"] += 1
         return _error(403, "call records need a supervisor or admin Flex role")
-    return None
-
-
-async def _hub_mode(request: web.Request, state: RelayState) -> web.Response | None:
-    if state.sync is not None or state.hub is None:
-        return _error(404, "the console's records view is served only in hub mode; use /calls")
     return None
 
 
@@ -109,8 +110,8 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
         if (refused := await guard(request, state)) is not None:
             return refused
         call_sid = request.match_info["callSid"]
-        if not CALL_SID_RE.match(call_sid):
-            return _error(400, "callSid must look like CA followed by 32 hex digits")
+        if not CALL_ID_RE.match(call_sid):
+            return _error(400, "callSid must be 1 to 64 of A-Z a-z 0-9 _ - . : (a CA… SID, or a minimal client's id)")
         if state.records is None:
             return _error(503, "call records are off (RELAY_RECORDS=false)")
         return state.records, call_sid
@@ -127,6 +128,12 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
             return _error(503, "the call records database is unavailable")
         if found is None:
             return _error(404, "no record of that call")
+        parts = await records.audio_parts(call_sid)
+        # What the files say, not the database: a part written by a bridge that never wrote
+        # its end row (its replica died) still counts.
+        found["audio_recording"] = records.audio_dir is not None
+        found["audio_parts"] = [{"part": n} for n, _ in parts]
+        found["has_audio"] = bool(parts)
         return web.json_response(found)
 
     async def audio(request: web.Request) -> web.StreamResponse:
@@ -134,11 +141,21 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
         if isinstance(checked, web.Response):
             return checked
         records, call_sid = checked
+        wanted = request.match_info.get("part")
+        if wanted is not None and not PART_RE.match(wanted):
+            return _error(400, "part must be a number")
         if records.audio_dir is None:
             return _error(404, "call audio is not recorded (RELAY_RECORD_AUDIO=false)")
-        path: Path = records.audio_path(call_sid)
-        if not await asyncio.to_thread(path.is_file):
+        parts = await records.audio_parts(call_sid)
+        if not parts:
             return _error(404, "no audio for that call")
+        if wanted is None:
+            path: Path = parts[0][1]
+        else:
+            by_part = dict(parts)
+            if int(wanted) not in by_part:
+                return _error(404, f"no audio part {int(wanted)} for that call")
+            path = by_part[int(wanted)]
         # aiohttp's FileResponse answers Range requests (206, Content-Range) and HEAD.
         return web.FileResponse(path, headers={"Content-Type": "audio/flac", "Cache-Control": "no-store"})
 
@@ -161,9 +178,11 @@ def add_routes(app: web.Application) -> None:
     api = _handlers(_supervisor)
     app.router.add_get("/calls", api["search"])
     app.router.add_get("/calls/{callSid}", api["record"])
-    app.router.add_get("/calls/{callSid}/audio", api["audio"])
+    app.router.add_get("/calls/{callSid}/audio", api["audio"], name=AUDIO_ROUTE)
+    app.router.add_get("/calls/{callSid}/audio/{part}", api["audio"], name=f"{AUDIO_ROUTE}-part")
     app.router.add_delete("/calls/{callSid}", api["delete"])
-    hub = _handlers(_hub_mode)
+    hub = _handlers(console_guard)
     app.router.add_get("/console/records", hub["search"])
     app.router.add_get("/console/records/{callSid}", hub["record"])
     app.router.add_get("/console/records/{callSid}/audio", hub["audio"])
+    app.router.add_get("/console/records/{callSid}/audio/{part}", hub["audio"])

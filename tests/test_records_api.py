@@ -116,9 +116,26 @@ async def test_records_need_a_supervisor_or_admin_flex_token(
     assert (await get(relay, f"/calls/CA{'0' * 32}", token))[0] == (404 if expected == 200 else expected)
 
 
+async def test_a_token_in_the_url_opens_only_the_audio(start_relay: StartRelay) -> None:
+    """A URL lands in access logs: only the audio, which an <audio> element loads by URL, takes one."""
+    relay = await start_relay()
+    sid = f"CA{'0' * 32}"
+    assert (await get(relay, f"/calls?Token={SUPERVISOR}", None))[0] == 400
+    assert (await get(relay, f"/calls/{sid}?Token={SUPERVISOR}", None))[0] == 400
+    # Past the guard: no such call (404), not a refused token.
+    assert (await get(relay, f"/calls/{sid}/audio?Token={SUPERVISOR}", None))[0] == 404
+    assert (await get(relay, f"/calls/{sid}/audio?Token={AGENT}", None))[0] == 403
+
+
 async def test_bad_record_requests_are_400(start_relay: StartRelay) -> None:
     relay = await start_relay()
-    assert (await get(relay, "/calls/CA123"))[0] == 400
+    # Ids are what the media endpoint accepts; anything else (a slash: path traversal) is 400.
+    assert (await get(relay, "/calls/..%2F..%2Fetc%2Fpasswd"))[0] == 400
+    assert (await get(relay, "/calls/..%2F..%2Fetc%2Fpasswd/audio"))[0] == 400
+    assert (await get(relay, "/calls/a%20b"))[0] == 400
+    assert (await get(relay, "/calls/" + "x" * 65))[0] == 400
+    assert (await get(relay, "/calls/CA123/audio/first"))[0] == 400
+    assert (await get(relay, "/calls/CA123"))[0] == 404  # a short id is an id (minimal clients)
     assert (await get(relay, "/calls?from=yesterday"))[0] == 400
     assert (await get(relay, "/calls?cursor=%%%"))[0] == 400
     assert (await get(relay, "/calls?limit=lots"))[0] == 400
@@ -176,3 +193,83 @@ async def test_a_database_outage_mid_call_harms_nothing_and_loses_nothing(
     status, record, _ = await get(relay, f"/calls/{spec.call_sid}")
     assert status == 200 and len(record["transcript"]) == 6 and len(record["suggestions"]) == 6
     assert record["end_reason"] == "stop" and relay.state.records.writer.stats.dropped == {}
+
+
+async def _stream(relay: RunningRelay, spec: CallSpec, **headers: str) -> None:
+    await stream_call(relay.ws_url(), spec, headers=headers or relay.signed_headers())
+    await wait_until(lambda: relay.state.idle, timeout_s=15)
+    assert relay.state.records is not None and await relay.state.records.writer.idle()
+
+
+def _decoded(flac: bytes) -> np.ndarray[Any, Any]:
+    samples, rate = sf.read(io.BytesIO(flac), dtype="int16")
+    assert rate == 8000
+    customer: np.ndarray[Any, Any] = samples[:, 0]
+    return customer
+
+
+async def _continued_call(relay: RunningRelay, bridges: int = 2) -> tuple[str, list[bytes]]:
+    """One call streamed `bridges` times (each later bridge continues it, as another replica
+    would): audio parts `{CallSid}.flac`, `{CallSid}.1.flac`, …"""
+    call_sid = CallSpec(audio={}).call_sid
+    sent = [tone_ulaw(400.0 + 250 * n, seconds=1.0 + 0.5 * n) for n in range(bridges)]
+    for audio in sent:
+        await _stream(relay, CallSpec(audio={"inbound": audio}, call_sid=call_sid, pace=0))
+    return call_sid, sent
+
+
+async def test_every_audio_part_of_a_continued_call_is_served_and_deleted(start_relay: StartRelay) -> None:
+    relay = await start_relay(record_audio=True)
+    call_sid, audio = await _continued_call(relay)
+    records = relay.state.records
+    assert records is not None and records.audio_dir is not None
+    files = sorted(p.name for p in records.audio_dir.iterdir())
+    assert files == [f"{call_sid}.1.flac", f"{call_sid}.flac"]
+
+    status, record, _ = await get(relay, f"/calls/{call_sid}")
+    assert status == 200 and record["audio_parts"] == [{"part": 0}, {"part": 1}] and record["has_audio"] is True
+    for part, sent in enumerate(audio):
+        status, headers, flac = await get(relay, f"/calls/{call_sid}/audio/{part}")
+        assert status == 200 and headers["Content-Type"] == "audio/flac"
+        assert np.array_equal(_decoded(flac), ulaw_decode(sent))
+    assert (await get(relay, f"/calls/{call_sid}/audio"))[2] == (await get(relay, f"/calls/{call_sid}/audio/0"))[2]
+    assert (await get(relay, f"/calls/{call_sid}/audio/2"))[0] == 404
+
+    # A part whose bridge never wrote its end row (its replica died) is deleted too.
+    (records.audio_dir / f"{call_sid}.7.flac").write_bytes(b"fLaC")
+    (records.audio_dir / f"{call_sid}X.flac").write_bytes(b"fLaC")  # another call's file: kept
+    assert await delete(relay, f"/calls/{call_sid}") == 204
+    assert sorted(p.name for p in records.audio_dir.iterdir()) == [f"{call_sid}X.flac"]
+    assert (await get(relay, f"/calls/{call_sid}/audio/1"))[0] == 404
+
+
+async def test_retention_deletes_every_audio_part(start_relay: StartRelay) -> None:
+    relay = await start_relay(record_audio=True, retention_days=30)
+    call_sid, _ = await _continued_call(relay, bridges=3)
+    records = relay.state.records
+    assert records is not None and records.audio_dir is not None
+    assert len(list(records.audio_dir.glob(f"{call_sid}*.flac"))) == 3
+    assert await records.expire_now(now=__import__("time").time() + 31 * 86_400) == 1
+    assert list(records.audio_dir.iterdir()) == []
+
+
+async def test_a_minimal_clients_call_id_is_readable_and_deletable(start_relay: StartRelay) -> None:
+    """Minimal clients name calls with any id the media endpoint accepts, not only `CA…`."""
+    key = "vendor-key-0123456789"
+    relay = await start_relay(record_audio=True, media_api_key=key)
+    call_id = "vendor-7.call:1"
+    sent = tone_ulaw(600.0, seconds=1.0)
+    await _stream(relay, CallSpec(audio={"inbound": sent}, call_sid=call_id, minimal=True, pace=0), apikey=key)
+    records = relay.state.records
+    assert records is not None and records.audio_dir is not None
+    # On disk the id's dot and colon are escaped: the part number stays unambiguous.
+    assert [p.name for p in records.audio_dir.iterdir()] == ["vendor-7%2Ecall%3A1.flac"]
+
+    status, record, _ = await get(relay, f"/calls/{call_id}")
+    assert status == 200 and record["call_sid"] == call_id and record["audio_parts"] == [{"part": 0}]
+    status, _, flac = await get(relay, f"/calls/{call_id}/audio")
+    assert status == 200 and np.array_equal(_decoded(flac), ulaw_decode(sent))
+    status, page, _ = await get(relay, "/calls")
+    assert call_id in [c["call_sid"] for c in page["calls"]]
+    assert await delete(relay, f"/calls/{call_id}") == 204
+    assert (await get(relay, f"/calls/{call_id}"))[0] == 404 and list(records.audio_dir.iterdir()) == []

@@ -26,6 +26,7 @@ function render(m) {
   const p = panel(m.call_sid);
   if (m.type === "status") {
     p.state.textContent = m.state; p.state.className = "state " + m.state; p.state.title = m.reason || "";
+    p.el.classList.toggle("ended", m.state === "ended");
   } else if (m.type === "transcript") {
     let line = p.partials.get(m.id);
     if (!line) {
@@ -50,9 +51,7 @@ function render(m) {
     card.innerHTML = '<div class="q"></div><div class="a"></div><div class="src"></div>';
     card.querySelector(".q").textContent = m.question;
     card.querySelector(".a").textContent = answer;
-    const sources = Array.isArray(m.sources) ? m.sources : [];
-    card.querySelector(".src").textContent = sources.length ? "Source: " + sources.map(s => (s.title || s.id) + " (" + String(s.id).split("#")[0] + ")").join(" · ") : "";
-    card.querySelector(".src").title = sources.map(s => s.id).join("\n");
+    renderSources(card.querySelector(".src"), Array.isArray(m.sources) ? m.sources : []);
     p.body.append(card);
   } else if (m.type === "insight") {
     renderInsight(p, m);
@@ -61,6 +60,49 @@ function render(m) {
     if (whole) renderWrapUp(p, whole);
   }
   p.body.scrollTop = p.body.scrollHeight;
+}
+
+// ---------------------------------------------------------------- a card's sources: file › heading, click to read
+
+const passages = new Map();  // passage id → Promise of the passage (or null)
+
+function passageOf(id) {
+  if (!passages.has(id)) {
+    passages.set(id, fetch("/knowledge/passage?id=" + encodeURIComponent(id), { headers: recordsHeaders() })
+      .then(r => { if (!r.ok) { passages.delete(id); return null; } return r.json(); })
+      .catch(() => { passages.delete(id); return null; }));
+  }
+  return passages.get(id);
+}
+
+function whereOf(p) { return p.file + (p.heading ? " › " + p.heading : ", line " + p.line); }
+
+function renderSources(box, sources) {
+  box.replaceChildren();
+  if (!sources.length) return;
+  box.append("Source: ");
+  sources.forEach((s, i) => {
+    if (i) box.append(" · ");
+    const link = document.createElement("button");
+    link.type = "button"; link.className = "source"; link.dataset.id = s.id; link.title = "Read the passage";
+    link.textContent = String(s.id).split("#")[0];  // the file, until the passage says its heading
+    passageOf(s.id).then(p => { if (p) link.textContent = whereOf(p); });
+    link.addEventListener("click", () => togglePassage(box.parentElement, s.id));
+    box.append(link);
+  });
+}
+
+async function togglePassage(card, id) {
+  const open = Array.from(card.querySelectorAll(".passage")).find(el => el.dataset.id === id);
+  if (open) { open.remove(); return; }
+  const box = document.createElement("div");
+  box.className = "passage"; box.dataset.id = id;
+  card.append(box);
+  const p = await passageOf(id);
+  if (!p) { box.textContent = "This passage is not in the knowledge in force."; return; }
+  const where = document.createElement("div");
+  where.className = "where"; where.textContent = whereOf(p);
+  box.append(where, p.text);
 }
 
 function renderInsight(p, m) {
@@ -102,9 +144,45 @@ function renderWrapUp(p, w) {
   p.body.append(box);
 }
 
+// ---------------------------------------------------------------- hub mode: access
+
+// A console reachable from other machines needs its token. `/console#token=…` trades it for a
+// session cookie at once (a fragment never reaches the server or a proxy's logs) and drops it
+// from the address bar; otherwise the page asks for it when the relay answers 401.
+async function openSession(token) {
+  const r = await fetch("/console/session", { method: "POST", headers: { Authorization: "Bearer " + token } });
+  return r.ok;
+}
+
+async function hubAccess() {
+  if (location.hash.startsWith("#token=")) {
+    const token = decodeURIComponent(location.hash.slice(7));
+    history.replaceState(null, "", location.pathname + location.search);
+    await openSession(token);
+  }
+  const r = await fetch("/console/calls");
+  if (r.status !== 401 && r.status !== 403) return true;
+  const form = document.getElementById("console-login");
+  form.hidden = false;
+  document.getElementById("calls").hidden = true;
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (await openSession(document.getElementById("console-token").value.trim())) location.reload();
+    else form.querySelector(".why").textContent = "Token refused.";
+  });
+  return false;
+}
+
 if (MODE === "hub") {
-  const events = new EventSource("/console/events");
-  events.onmessage = (e) => render(JSON.parse(e.data));
+  // A token link opened in a tab already showing the console changes only the fragment.
+  window.addEventListener("hashchange", () => { if (location.hash.startsWith("#token=")) location.reload(); });
+  hubAccess().then((allowed) => {
+    if (!allowed) return;
+    const events = new EventSource("/console/events");
+    events.onmessage = (e) => render(JSON.parse(e.data));
+    window.addEventListener("hashchange", showTab);
+    showTab();
+  });
 } else {
   const form = document.getElementById("sync-form");
   form.hidden = false;
@@ -170,8 +248,12 @@ async function searchRecords() {
     row.className = "record";
     row.dataset.callSid = call.call_sid;
     const when = call.started_at ? new Date(call.started_at * 1000).toLocaleString() : "";
-    row.innerHTML = '<div class="head"></div><div class="sum"></div><div class="hits"></div>';
-    row.querySelector(".head").textContent = [when, call.call_sid, call.worker || "", call.disposition || ""].filter(Boolean).join(" · ");
+    row.innerHTML = '<div class="head"></div><div class="facts"></div><div class="sum"></div><div class="hits"></div>';
+    row.querySelector(".head").textContent = [when, call.call_sid].filter(Boolean).join(" · ");
+    const duration = call.ended_at && call.started_at ? formatDuration(call.ended_at - call.started_at) : "not ended";
+    fact(row, "duration", "Duration", duration);
+    fact(row, "agent", "Agent", call.worker || "—");
+    fact(row, "disposition", "Disposition", call.disposition || "—");
     row.querySelector(".sum").textContent = call.summary || "";
     row.querySelector(".hits").textContent = (call.matches || []).map(m => "“" + m.text + "”").join("  ");
     row.addEventListener("click", () => openRecord(call.call_sid));
@@ -179,9 +261,25 @@ async function searchRecords() {
   }
 }
 
+function fact(row, cls, label, value) {
+  const span = document.createElement("span");
+  span.className = cls;
+  span.innerHTML = '<span class="label"></span><span class="value"></span>';
+  span.querySelector(".label").textContent = label;
+  span.querySelector(".value").textContent = value;
+  row.querySelector(".facts").append(span);
+}
+
+function formatDuration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = String(s % 60).padStart(2, "0");
+  return h ? h + ":" + String(m).padStart(2, "0") + ":" + r : m + ":" + r;
+}
+
 async function openRecord(callSid) {
   const box = document.getElementById("history-call");
-  const r = await fetch(recordsBase() + "/" + callSid, { headers: recordsHeaders() });
+  const base = recordsBase() + "/" + encodeURIComponent(callSid);
+  const r = await fetch(base, { headers: recordsHeaders() });
   if (!r.ok) { box.hidden = false; box.textContent = "Record unavailable: " + r.status; return; }
   const rec = await r.json();
   box.hidden = false;
@@ -189,16 +287,34 @@ async function openRecord(callSid) {
   const title = document.createElement("h2");
   title.textContent = callSid;
   box.append(title);
-  let audio = null;
-  if (rec.has_audio) {
-    audio = document.createElement("audio");
-    audio.controls = true;
-    audio.className = "record-audio";
-    if (MODE === "hub") audio.src = recordsBase() + "/" + callSid + "/audio";
-    else fetch(recordsBase() + "/" + callSid + "/audio", { headers: recordsHeaders() })
-      .then(a => a.blob()).then(b => { audio.src = URL.createObjectURL(b); });
-    box.append(audio);
+  // One player per part: a call continued by another bridge (replica) has several files.
+  const parts = Array.isArray(rec.audio_parts) ? rec.audio_parts : (rec.has_audio ? [{ part: 0 }] : []);
+  const players = [];
+  for (const [i, part] of parts.entries()) {
+    if (parts.length > 1) {
+      const label = document.createElement("div");
+      label.className = "part-label"; label.textContent = "Part " + (i + 1) + " of " + parts.length;
+      box.append(label);
+    }
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.className = "record-audio";
+    player.dataset.part = part.part;
+    const url = base + "/audio/" + part.part;
+    if (MODE === "hub") player.src = url;  // the session cookie, if any, goes along
+    else fetch(url, { headers: recordsHeaders() }).then(a => a.blob()).then(b => { player.src = URL.createObjectURL(b); });
+    box.append(player);
+    players.push(player);
   }
+  if (!parts.length) {
+    const note = document.createElement("div");
+    note.className = "no-audio";
+    note.textContent = rec.audio_recording === false
+      ? "Audio was not recorded: call recording is off on this relay (RELAY_RECORD_AUDIO=false)."
+      : "No audio was kept for this call.";
+    box.append(note);
+  }
+  const audio = players[0] || null;
   // One timeline: lines and suggestion cards in time order; a line click seeks the audio.
   const items = rec.transcript.map(l => ({ at: l.at_s, line: l }))
     .concat(rec.suggestions.map(s => ({ at: s.at_s, suggestion: s })))
@@ -223,7 +339,7 @@ async function openRecord(callSid) {
       card.innerHTML = '<div class="q"></div><div class="a"></div><div class="src"></div>';
       card.querySelector(".q").textContent = s.question;
       card.querySelector(".a").textContent = s.answer;
-      card.querySelector(".src").textContent = (s.sources || []).length ? "Source: " + s.sources.map(x => x.title || x.id).join(" · ") : "";
+      renderSources(card.querySelector(".src"), Array.isArray(s.sources) ? s.sources : []);
       timeline.append(card);
     }
   }
@@ -240,5 +356,7 @@ function formatAt(seconds) {
 }
 
 document.getElementById("history-form").addEventListener("submit", (e) => { e.preventDefault(); searchRecords(); });
-window.addEventListener("hashchange", showTab);
-showTab();
+if (MODE !== "hub") {  // hub mode shows a tab once it knows it may (hubAccess above)
+  window.addEventListener("hashchange", showTab);
+  showTab();
+}
