@@ -33,6 +33,7 @@ from .model_events import (
     ModelError,
     ModelEvent,
     ResponseDone,
+    ResponseStarted,
     ResponseTextDone,
     SpeechStarted,
     SpeechStopped,
@@ -78,15 +79,31 @@ class BridgeConfig:
 
 
 class _TrackPipe:
-    """One track's audio path: its own transcoder state, batch, and model link."""
+    """One track's audio path: its own transcoder state, batch, and model link; and where in
+    the call's audio the model is (what it has been given so far)."""
 
-    __slots__ = ("batch", "frames", "link", "transcoder")
+    __slots__ = ("batch", "end_s", "frames", "heard_s", "link", "positions", "pushed_frames", "transcoder")
 
     def __init__(self, link: ModelLink, transcoder: Transcoder) -> None:
         self.link = link
         self.transcoder = transcoder
         self.batch = bytearray()
         self.frames = 0
+        self.end_s = 0.0  # audio position (s) of the end of the newest frame received
+        self.pushed_frames = 0
+        # (frames pushed up to here, audio position at the end of that chunk), oldest first;
+        # entries leave as the link consumes them, so the buffer's bound bounds this too.
+        self.positions: deque[tuple[int, float]] = deque()
+        self.heard_s = 0.0
+
+    def add(self, media: Media, base_ms: int) -> None:
+        self.batch += media.payload
+        self.frames += 1
+        length_s = len(media.payload) / (_ULAW_BYTES_PER_MS * 1000)
+        if media.timestamp_ms is not None:
+            self.end_s = max(self.end_s, (base_ms + media.timestamp_ms) / 1000 + length_s)
+        else:
+            self.end_s += length_s  # no timestamps (minimal clients): the audio's own length
 
     def flush(self, *, final: bool = False) -> None:
         audio = self.transcoder.process(bytes(self.batch)) if self.batch else b""
@@ -95,8 +112,22 @@ class _TrackPipe:
         frames = self.frames
         self.batch.clear()
         self.frames = 0
+        if frames:
+            self.pushed_frames += frames
+            self.positions.append((self.pushed_frames, self.end_s))
         if audio or frames:
             self.link.push_audio(audio, frames)
+
+    def heard(self) -> float:
+        """The audio position (s) up to which the model has been given this track: the link
+        consumes its queue in order (each frame sent or dropped, both counted), so the count
+        of frames it consumed points at a chunk boundary. Independent of how fast the audio
+        arrived, unlike the newest frame received."""
+        counters = self.link.counters
+        consumed = counters.forwarded_frames + counters.dropped_frames.total()
+        while self.positions and self.positions[0][0] <= consumed:
+            self.heard_s = self.positions.popleft()[1]
+        return round(self.heard_s, 3)
 
 
 class _AgentSink:
@@ -137,6 +168,7 @@ class CallBridge:
         engine: str = "",
         seed_context: Sequence[str] = (),
         on_context: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call_sid = start.call_sid
         self.stream_sid = start.stream_sid
@@ -147,7 +179,10 @@ class CallBridge:
         self._retrieval_min_score = retrieval_min_score
         self._config = config
         self._channel = channel
-        self._started_at = time.monotonic()
+        # Durations and the covered-passage horizon only; any origin (a fresh machine's
+        # monotonic clock starts near zero), so "never" is None, not a number.
+        self._clock = clock
+        self._started_at = clock()
         self._batch_bytes = max(1, config.append_batch_ms * _ULAW_BYTES_PER_MS)
         self.frames_in = 0
         self.dropped: Counter[str] = Counter()
@@ -156,7 +191,7 @@ class CallBridge:
         self.suggestions_empty = 0
         self.suggestions_suppressed = 0
         self._agent_lines_sent = 0
-        self._covered: dict[str, float] = {}  # passage id → when the agent's words covered it
+        self._covered: dict[str, float] = {}  # passage id → clock() when the agent's words covered it
         self.transcripts = 0
         self.partials = 0
         self.suggestion_latencies: list[float] = []
@@ -166,7 +201,10 @@ class CallBridge:
         # each line beyond this process.
         self._recent: deque[str] = deque(seed_context, maxlen=config.context_turns)
         self._on_context = on_context
-        self._last_speech_stopped: float | None = None
+        self._last_speech_stopped: float | None = None  # clock()
+        self._turn_ended_at: float | None = None  # audio position of the newest customer turn's end
+        # response id → where the turn it answers ended (a response starts when its turn ends)
+        self._response_turn: dict[str, float | None] = {}
         self._last_question = ""
         self._last_question_utterance: str | None = None
         self._clock_ms = 0  # newest media timestamp of the current stream
@@ -185,11 +223,11 @@ class CallBridge:
         if recorder is not None:
             worker = start.custom_parameters.get("WorkerIdentity") or start.custom_parameters.get("WorkerSid")
             recorder.started(self.stream_sid or "", prompt_name, engine, task.task_sid if task else None, worker)
-        self.link = ModelLink(connector, session_config, config.link, self)
+        self.link = ModelLink(connector, session_config, config.link, self, clock=clock)
         self._pipes = {ASSISTED_TRACK: _TrackPipe(self.link, make_transcoder(config.audio_format))}
         self.agent_link: ModelLink | None = None
         if agent_session_config is not None and AGENT_TRACK in start.tracks:
-            self.agent_link = ModelLink(connector, agent_session_config, config.link, _AgentSink(self))
+            self.agent_link = ModelLink(connector, agent_session_config, config.link, _AgentSink(self), clock=clock)
             self._pipes[AGENT_TRACK] = _TrackPipe(self.agent_link, make_transcoder(config.audio_format))
         for link in self.links:
             link.start()
@@ -210,8 +248,7 @@ class CallBridge:
         if self._finished:
             self.dropped["after_call_end"] += 1
             return
-        pipe.batch += media.payload
-        pipe.frames += 1
+        pipe.add(media, self._clock_base_ms)
         if media.timestamp_ms is not None and media.timestamp_ms > self._clock_ms:
             self._clock_ms = media.timestamp_ms
         if self._audio is not None:
@@ -245,12 +282,18 @@ class CallBridge:
             self.on_transcription_event(event, "customer")
         elif isinstance(event, SpeechStarted):
             if len(self._said_at) < 1000:
-                self._said_at[event.item_id] = self._elapsed()
+                self._said_at[event.item_id] = self._heard(ASSISTED_TRACK)
         elif isinstance(event, SpeechStopped):
-            self._last_speech_stopped = time.monotonic()
+            self._last_speech_stopped = self._clock()
+            self._turn_ended_at = self._heard(ASSISTED_TRACK)
+        elif isinstance(event, ResponseStarted):
+            if len(self._response_turn) >= 100:  # bounded: responses that never finished
+                self._response_turn.pop(next(iter(self._response_turn)))
+            self._response_turn[event.response_id] = self._turn_ended_at
         elif isinstance(event, ResponseTextDone):
             self._on_answer(event)
         elif isinstance(event, ResponseDone):
+            self._response_turn.pop(event.response_id, None)
             if event.status != "completed":
                 self.events[f"response_{event.status}"] += 1
         elif isinstance(event, ModelError):
@@ -283,11 +326,11 @@ class CallBridge:
                 passage_id = self._on_agent_words(text)
             self._channel.publish(messages.transcript(speaker, text, final=True, utterance_id=event.item_id))
             said_at = self._said_at.pop(event.item_id, None) if speaker == "customer" else None
-            at = said_at if said_at is not None else self._elapsed()
+            at = said_at if said_at is not None else self._heard(AGENT_TRACK if speaker == "agent" else ASSISTED_TRACK)
             self.record.add_line(Line(at, speaker, text, event.item_id, passage_id))
             if self.recorder is not None:
                 self.recorder.line(at, speaker, text, event.item_id)
-            self._publish_insights(self.insights.on_line(speaker, text, event.item_id, passage_id))
+            self._publish_insights(self.insights.on_line(speaker, text, event.item_id, passage_id), at)
             if self._config.log_transcripts:
                 log.info("transcript", extra={"speaker": speaker, "text": text})
         elif isinstance(event, TranscriptFailed):
@@ -296,10 +339,17 @@ class CallBridge:
         elif isinstance(event, ModelError):
             log.warning("transcription error", extra={"speaker": speaker, "code": event.code})
 
+    def _heard(self, track: str) -> float:
+        """Where in the call's audio (seconds) the model is on `track`: model events (speech
+        started, a turn ended, a transcript) are timed by it, so a line points at its place
+        in the recording whatever the speed the audio was played at."""
+        pipe = self._pipes.get(track)
+        return pipe.heard() if pipe is not None else self._elapsed()
+
     def _elapsed(self) -> float:
-        """Where the call's audio is now (seconds): the newest media timestamp, continued
-        across replaced streams; frames × 20 ms for clients that send no timestamps. Record
-        times use it, so a transcript line points at its place in the recording."""
+        """Where the call's audio is now (seconds): the newest media timestamp received,
+        continued across replaced streams; frames × 20 ms for clients that send no timestamps.
+        For the relay's own events (status); model events use `_heard`."""
         if self._clock_ms or self._clock_base_ms:
             return round((self._clock_base_ms + self._clock_ms) / 1000, 3)
         return round(self.frames_in * 0.02 / max(1, len(self._pipes)), 3)
@@ -310,7 +360,7 @@ class CallBridge:
         hits = self._retriever.search(text, k=1, min_score=self._retrieval_min_score)
         return hits[0].passage.id if hits else None
 
-    def _publish_insights(self, found: list[Insight]) -> None:
+    def _publish_insights(self, found: list[Insight], at: float) -> None:
         for insight in found:
             self.insights_published += 1
             item = messages.insight(
@@ -325,7 +375,7 @@ class CallBridge:
             )
             self._channel.publish(item)
             if self.recorder is not None:
-                self.recorder.event(self._elapsed(), "insight", item.body)
+                self.recorder.event(at, "insight", item.body)
 
     def _status(self, state: str, reason: str, **extra: Any) -> None:
         self._channel.publish(messages.status(state, reason, **extra))
@@ -343,12 +393,17 @@ class CallBridge:
             self.events["agent_lines_not_sent"] += 1  # bounded for long calls; re-seeds still carry them
         passage_id = self._passage_for(text)
         if passage_id is not None:
-            self._covered[passage_id] = time.monotonic()
+            self._covered[passage_id] = self._clock()
         return passage_id
 
     def _already_answered(self, sources: list[dict[str, str]]) -> bool:
-        horizon = time.monotonic() - COVERED_FOR_S
-        return bool(sources) and all(self._covered.get(s["id"], -1.0) >= horizon for s in sources)
+        now = self._clock()
+
+        def covered(passage_id: str) -> bool:
+            at = self._covered.get(passage_id)  # None: the agent never covered it
+            return at is not None and now - at < COVERED_FOR_S
+
+        return bool(sources) and all(covered(s["id"]) for s in sources)
 
     def _on_answer(self, event: ResponseTextDone) -> None:
         parsed = parse_model_answer(event.text)
@@ -362,17 +417,22 @@ class CallBridge:
         question = parsed.question or self._last_question
         self.suggestions += 1
         self._remember(f"Suggested answer: {parsed.answer}")
-        latency = time.monotonic() - self._last_speech_stopped if self._last_speech_stopped is not None else None
+        latency = self._clock() - self._last_speech_stopped if self._last_speech_stopped is not None else None
         if latency is not None:
             self.suggestion_latencies.append(latency)
         suggestion_id = event.response_id or event.item_id
         self._channel.publish(messages.suggestion(question, parsed.answer, suggestion_id, sources=sources))
+        # A card belongs where the turn it answers ended (its latency is recorded beside it):
+        # an audio position, so it comes before the next turn whatever the playback speed.
+        at = self._response_turn.get(event.response_id)
+        if at is None:
+            at = self._turn_ended_at if self._turn_ended_at is not None else self._heard(ASSISTED_TRACK)
         if self.recorder is not None:
-            self.recorder.suggestion(self._elapsed(), suggestion_id, question, parsed.answer, sources, latency)
+            self.recorder.suggestion(at, suggestion_id, question, parsed.answer, sources, latency)
         pairs = tuple((s["id"], s["title"]) for s in sources)
-        self.record.add_suggestion(GivenSuggestion(self._elapsed(), question, parsed.answer, pairs))
+        self.record.add_suggestion(GivenSuggestion(at, question, parsed.answer, pairs))
         self._publish_insights(
-            self.insights.on_suggestion(tuple(s["id"] for s in sources), self._last_question_utterance)
+            self.insights.on_suggestion(tuple(s["id"] for s in sources), self._last_question_utterance), at
         )
         if self._config.log_transcripts:
             log.info("suggestion", extra={"question": question, "answer": parsed.answer})
@@ -422,25 +482,62 @@ class CallBridge:
     # ------------------------------------------------------------------ end of call
 
     async def finish(self, reason: str) -> dict[str, Any]:
-        """Flush audio, close the model side, flush Sync, and return the summary."""
+        """Flush audio, close the model side, flush Sync, and return the summary.
+
+        Whatever fails or is cancelled on the way, the call is still closed: `ended` is
+        published, the channel closed (its publisher flushed), the end row written and the
+        audio file closed; then the failure propagates."""
         if self._finished:
             raise RuntimeError("bridge already finished")
-        for pipe in self._pipes.values():
-            pipe.flush(final=True)
-        self._finished = True
-        await asyncio.gather(*(link.finish(self._config.flush_deadline_s) for link in self.links))
         # Taken over: the call goes on elsewhere, which ends it, writes its wrap-up and says
         # `ended`; this bridge only flushes what it already queued.
         continues_elsewhere = reason == TAKEN_OVER
-        if self._wrapup is not None and not continues_elsewhere:
-            self.wrapup_result = await self._wrapup.compose(self._wrapup_request())
-            self._channel.publish(messages.summary(self.wrapup_result.message_body()))
+        failed: BaseException | None = None
+        try:
+            for pipe in self._pipes.values():
+                pipe.flush(final=True)
+            self._finished = True
+            await asyncio.gather(*(link.finish(self._config.flush_deadline_s) for link in self.links))
+            if self._wrapup is not None and not continues_elsewhere:
+                self.wrapup_result = await self._wrapup.compose(self._wrapup_request())
+                self._channel.publish(messages.summary(self.wrapup_result.message_body()))
+        except BaseException as exc:  # cancellation included: the cleanup below must run
+            failed = exc
+            raise
+        finally:
+            self._finished = True
+            summary = await self._close(reason, continues_elsewhere, failed)
+        return summary
+
+    async def _close(self, reason: str, continues_elsewhere: bool, failed: BaseException | None) -> dict[str, Any]:
+        """The cleanup steps of `finish`, each attempted even if one before it failed."""
+        errors: list[tuple[str, BaseException]] = []
+        if isinstance(failed, asyncio.CancelledError):
+            errors.append(("finish", failed))
+            log.warning("call end interrupted; closing the call anyway")
+        elif failed is not None:
+            errors.append(("finish", failed))
+            log.error("call end failed; closing the call anyway", exc_info=failed)
+        report = StreamReport()
         if not continues_elsewhere:
-            self._status("ended", reason)
-        report = await self._channel.close(self._config.flush_deadline_s)
+            try:
+                self._status("ended", reason)
+            except Exception as exc:
+                errors.append(("status", exc))
+        try:
+            report = await self._channel.close(self._config.flush_deadline_s)
+        except Exception as exc:
+            errors.append(("channel_close", exc))
         if self._wrapup is not None and self.wrapup_result is not None:
-            self._wrapup.deliver_to_task(self.call_sid, self.task, self.wrapup_result)
+            try:
+                self._wrapup.deliver_to_task(self.call_sid, self.task, self.wrapup_result)
+            except Exception as exc:
+                errors.append(("deliver_wrapup", exc))
         summary = self._summary(reason, report)
+        if errors:
+            summary["finish_errors"] = [f"{step}: {type(error).__name__}" for step, error in errors]
+            for step, error in errors[1 if failed is not None else 0 :]:
+                log.error("call end step failed", extra={"step": step}, exc_info=error)
         if self.recorder is not None and not continues_elsewhere:
             result = self.wrapup_result
             notes = result.notes if result is not None else None
@@ -489,7 +586,7 @@ class CallBridge:
             "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,
             "reason": reason,
-            "duration_s": round(time.monotonic() - self._started_at, 3),
+            "duration_s": round(self._clock() - self._started_at, 3),
             "tracks": list(self.tracks),
             "prompt": self.prompt_name,
             "frames_in": self.frames_in,
@@ -584,8 +681,10 @@ def build_bridge(
             session_max_age_s=settings.session_max_age_s,
             rollover_grace_s=min(120.0, max(5.0, 3600 - settings.session_max_age_s - 30)),
             replay_max_bytes=settings.reconnect_replay_ms * bytes_per_ms,
-            # Catching up after falling behind: at most 1 s of audio per append.
-            merge_max_bytes=1000 * bytes_per_ms,
+            # Catching up after falling behind: at most 1 s of audio per append. Not for the
+            # offline engine: an append is a function call there, and appends of one batch
+            # keep its turn times to a batch (`CallBridge._heard`).
+            merge_max_bytes=0 if audio_format == "pcm16k" else 1000 * bytes_per_ms,
             send_delays=send_delays,
         ),
     )

@@ -23,7 +23,7 @@ from collections.abc import Coroutine
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import orjson
@@ -35,6 +35,15 @@ from .settings import Settings, SettingsError, load_settings
 log = logging.getLogger("relay")
 
 DISTRIBUTION = "twilio-flex-assist-relay"
+
+# `relay simulate --fast`: this many times real time, not "as fast as the socket takes it".
+# A relay reads every frame at once and queues it for the model (RELAY_AUDIO_BUFFER_MAX_MS,
+# 10 s by default); nothing on the Media Streams socket tells a sender to slow down, and the
+# queue only fills while the model session connects (afterwards it drains faster than this).
+# At 4× real time the default queue absorbs a connect of up to 2.5 s; unbounded, a 25 s file
+# arrives in well under a second and the queue overflows whenever connecting takes longer
+# than that (`buffer_overflow`).
+FAST_SPEED = 4.0
 
 
 def _version() -> str:
@@ -180,10 +189,22 @@ async def _watch_console(http_base: str, call_sid: str, out: list[dict[str, Any]
                     return
 
 
+def call_sid_in_path(path: str) -> str | None:
+    """The CallSid of a `/ws/{CallSid}` media URL (behind any path prefix), else None."""
+    _, sep, sid = path.rstrip("/").rpartition("/ws/")
+    return unquote(sid) if sep and sid and "/" not in sid else None
+
+
 async def simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .callfile import CallFileError, load_call_audio
     from .simulator import CallResult, CallSpec, new_sid, sign_upgrade, stream_call
 
+    path = urlsplit(args.url).path
+    # The relay refuses a stream whose callSid differs from the one its URL names.
+    in_path = call_sid_in_path(path)
+    if args.call_sid and in_path and args.call_sid != in_path:
+        print(f"relay simulate: --call-sid {args.call_sid} differs from the URL's {in_path}", file=sys.stderr)
+        return 2
     try:
         audio = load_call_audio(Path(args.file))
     except (OSError, CallFileError) as exc:
@@ -194,13 +215,12 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> int:
     params = dict(p.split("=", 1) for p in args.param)
     spec = CallSpec(
         audio=audio,
-        call_sid=args.call_sid or new_sid("CA"),
+        call_sid=args.call_sid or in_path or new_sid("CA"),
         custom_parameters=params,
         minimal=args.minimal,
-        pace=0 if args.fast else args.speed,
+        pace=FAST_SPEED if args.fast else args.speed,
     )
     headers: dict[str, str] = {}
-    path = urlsplit(args.url).path
     if settings.twilio_auth_token is not None and settings.public_url is not None:
         public = settings.media_ws_public_url(path)
         assert public is not None
@@ -330,13 +350,19 @@ def main(argv: list[str] | None = None) -> int:
     sim = sub.add_parser("simulate", help="stream an audio file to a relay exactly as Twilio would")
     sim.add_argument("file", help="WAV (any rate; stereo = customer left, agent right) or raw μ-law (.ulaw)")
     sim.add_argument("--url", default="ws://127.0.0.1:8080/media", help="the relay's media WebSocket URL")
-    sim.add_argument("--call-sid", help="CallSid to use (default: random)")
+    sim.add_argument("--call-sid", help="CallSid to use (default: the one a /ws/{CallSid} URL names, else random)")
     sim.add_argument("--param", action="append", default=[], help="custom parameter name=value (repeatable)")
     sim.add_argument("--track", choices=["both", "inbound"], default="both", help="stereo files give both tracks")
     sim.add_argument("--minimal", action="store_true", help="send only start{callSid} and media{payload}")
     pace = sim.add_mutually_exclusive_group()
-    pace.add_argument("--fast", action="store_true", help="send as fast as possible instead of real time")
-    pace.add_argument("--speed", type=float, default=1.0, help="pace relative to real time (default 1.0)")
+    pace.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"send at {FAST_SPEED:g}x real time, as fast as a relay's default audio buffer absorbs",
+    )
+    pace.add_argument(
+        "--speed", type=float, default=1.0, help="pace relative to real time (default 1.0; 0: unpaced, may drop audio)"
+    )
     sim.add_argument(
         "--linger", type=float, default=10.0, help="at most this long after the call, wait for its last messages"
     )

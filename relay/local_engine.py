@@ -280,30 +280,39 @@ class LocalSession:
     async def send_audio(self, audio: bytes) -> None:
         if self._closed:
             raise SessionClosedError("session closed")
-        for event in self._vad.feed(audio):
+        events = self._vad.feed(audio)
+        for event in events:
             if isinstance(event, SpeechBegan):
                 self._item = self._engine.next_id("item")
                 self._queue.put_nowait(SpeechStarted(self._item))
             else:
                 self._turn_ended(event.audio)
+        if events:
+            # Let the reader deliver them before the sender goes on: the bridge times a turn
+            # by the audio sent so far, which must not run ahead when audio comes faster
+            # than real time (a remote model's events carry that lag as network latency).
+            await asyncio.sleep(0)
 
     def _turn_ended(self, utterance: bytes) -> None:
         item = self._item or self._engine.next_id("item")
         self._item = None
         self._queue.put_nowait(SpeechStopped(item))
-        task = asyncio.create_task(self._answer(item, utterance))
+        # As the Realtime API does: the turn's response starts when the turn ends, so the
+        # answer is tied to its turn however long recognition takes.
+        response = self._engine.next_id("resp") if self._answer_turns else None
+        if response is not None:
+            self._queue.put_nowait(ResponseStarted(response))
+        task = asyncio.create_task(self._answer(item, utterance, response))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, item: str, utterance: bytes) -> None:
+    async def _answer(self, item: str, utterance: bytes, response: str | None) -> None:
         engine = self._engine
         heard = await engine.recognizer.transcribe(utterance)
         text = heard.text
         self._queue.put_nowait(TranscriptCompleted(item, text))
-        if not self._answer_turns:
+        if response is None:
             return
-        response = engine.next_id("resp")
-        self._queue.put_nowait(ResponseStarted(response))
         hits = engine.retriever.search(text, k=1, min_score=engine.min_score)
         if hits and heard.confidence < engine.min_confidence:
             hits = []  # a card from words the recognizer was unsure of is more often wrong than right

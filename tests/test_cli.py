@@ -11,6 +11,8 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import TIME_SCALE, StartRelay, process_env, read_line, relay_process, wait_until
+from tests.fakes.realtime_server import FakeRealtimeServer
+from tests.test_offline_flow import assert_times_are_audio_positions
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "sample_call.wav"
@@ -31,9 +33,10 @@ async def _relay_cli(*args: str, env: dict[str, str] | None = None, timeout: flo
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_demo_plays_the_sample_call_offline_and_exits_cleanly() -> None:
+async def test_demo_plays_the_sample_call_offline_and_exits_cleanly(tmp_path: Path) -> None:
     # An OpenAI key in the environment does not switch the offline showcase to OpenAI.
-    code, out, err = await _relay_cli("demo", "--fast", "--port", "0", env={"OPENAI_API_KEY": "sk-test-unused"})
+    env = {"OPENAI_API_KEY": "sk-test-unused", "RELAY_DATA_DIR": str(tmp_path)}
+    code, out, err = await _relay_cli("demo", "--fast", "--port", "0", env=env)
     assert code == 0, err
     assert "(offline engine: PocketSphinx + knowledge base)" in out
     assert "console: http://127.0.0.1:" in out and "--hold keeps it" in out
@@ -41,6 +44,19 @@ async def test_demo_plays_the_sample_call_offline_and_exits_cleanly() -> None:
     for question in ("Where is my order?", "How long does a refund take?", "How do I reset my password?"):
         assert f"→ suggestion: {question}" in out
     assert "call ended: close 1000" in out
+
+    # Played faster than real time (`--fast`), the record still places each line at its
+    # turn's onset in the audio and each card between its question and the next turn.
+    from relay.store_sqlite import SqliteStore
+
+    call_sid = out.split(" as ", 1)[1].split(":", 1)[0]
+    store = SqliteStore(str(tmp_path / "relay.db"))
+    try:
+        record = await store.get(call_sid)
+    finally:
+        await store.close()
+    assert record is not None
+    assert_times_are_audio_positions(record)
 
 
 async def test_demo_with_openai_asked_for_but_no_key_says_so() -> None:
@@ -98,6 +114,54 @@ async def test_simulate_signs_like_twilio_and_prints_what_came_back(start_relay:
     await wait_until(lambda: bool(relay.state.recent_summaries))
     summary = relay.state.recent_summaries[-1]
     assert summary["prompt"] == "billing" and summary["frames_in"] == 1225
+
+
+async def test_simulate_fast_drops_nothing_at_a_relay_whose_model_connects_slowly(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    # Audio waits in the relay's buffer (10 s by default) until the model session answers;
+    # unpaced, the whole 24.5 s sample would arrive before it does.
+    fake_realtime.behaviour.delay_session_updated_s = 1.0
+    relay = await start_relay()
+    env = {
+        "TWILIO_AUTH_TOKEN": relay.settings.twilio_auth_token.get_secret_value(),  # type: ignore[union-attr]
+        "RELAY_PUBLIC_URL": "https://relay.example.test",
+    }
+    code, _, err = await _relay_cli(
+        "simulate", str(SAMPLE), "--url", relay.ws_url(), "--fast", "--linger", "0", env=env
+    )
+    assert code == 0, err
+    await wait_until(lambda: bool(relay.state.recent_summaries))
+    summary = relay.state.recent_summaries[-1]
+    assert summary["frames_in"] == 1225 and summary["frames_dropped"] == {}, summary["frames_dropped"]
+    assert summary["frames_forwarded"] == 1225
+
+
+async def test_simulate_takes_the_call_sid_from_a_ws_call_sid_url(start_relay: StartRelay) -> None:
+    relay = await start_relay()
+    call_sid = "CA" + "5" * 32
+    env = {
+        "TWILIO_AUTH_TOKEN": relay.settings.twilio_auth_token.get_secret_value(),  # type: ignore[union-attr]
+        "RELAY_PUBLIC_URL": "https://relay.example.test",
+    }
+    url = relay.ws_url(f"/ws/{call_sid}")
+    code, out, err = await _relay_cli("simulate", str(SAMPLE), "--url", url, "--speed", "0", "--linger", "0", env=env)
+    assert code == 0, err
+    assert f"as {call_sid}:" in out and "call ended: close 1000" in out
+    await wait_until(lambda: bool(relay.state.recent_summaries))
+    assert relay.state.recent_summaries[-1]["call_sid"] == call_sid
+    # A --call-sid that contradicts the URL is refused before dialling.
+    code, _, err = await _relay_cli("simulate", str(SAMPLE), "--url", url, "--call-sid", "CA" + "6" * 32, env=env)
+    assert code == 2 and "differs from the URL's" in err
+
+
+def test_a_call_sid_is_read_from_ws_urls_only() -> None:
+    from relay.cli import call_sid_in_path
+
+    assert call_sid_in_path("/ws/CA123") == "CA123"
+    assert call_sid_in_path("/relay/ws/CA123/") == "CA123"
+    assert call_sid_in_path("/media") is None
+    assert call_sid_in_path("/ws/") is None
 
 
 async def test_simulate_reports_a_refused_stream(start_relay: StartRelay) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import wave
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -28,6 +30,40 @@ def expected_answers() -> list[str]:
     lines = (ROOT / "samples" / "sample_call.txt").read_text().splitlines()
     targets = [line.split("=>")[1].strip() for line in lines if "=>" in line and not line.startswith("#")]
     return [t.split(": ", 1)[1] for t in targets if t != "none"]
+
+
+def speech_onsets(path: Path, gap_s: float = 0.8) -> list[float]:
+    """Where each turn of a recording starts (s): 10 ms windows 30 dB above its quietest,
+    after at least `gap_s` of quiet."""
+    from scipy.io import wavfile
+
+    rate, samples = wavfile.read(path)
+    window = rate // 100
+    x = samples[: len(samples) // window * window].astype(np.float64).reshape(-1, window)
+    level = 10 * np.log10(np.mean(x**2, axis=1) + 1e-9)
+    loud = level > level.min() + 30
+    onsets: list[float] = []
+    quiet = int(gap_s * 100)
+    for i, is_loud in enumerate(loud):
+        if is_loud and quiet >= gap_s * 100:
+            onsets.append(i / 100)
+        quiet = 0 if is_loud else quiet + 1
+    return onsets
+
+
+def assert_times_are_audio_positions(record: dict[str, Any]) -> None:
+    """The sample call's record places each line at its turn's onset in the audio and each
+    card between its question and the next turn."""
+    onsets = speech_onsets(SAMPLE)
+    assert len(onsets) == 6 and abs(onsets[0] - 1.28) < 0.05  # the sample's turns (sample_call.txt)
+    lines = [line["at_s"] for line in record["transcript"]]
+    assert len(lines) == len(onsets)
+    for at, onset in zip(lines, onsets, strict=True):
+        assert abs(at - onset) <= 0.15, (lines, onsets)
+    cards = [card["at_s"] for card in record["suggestions"]]
+    assert len(cards) == 4
+    for at, (question_at, next_turn) in zip(cards, itertools.pairwise(onsets[1:]), strict=True):
+        assert question_at < at < next_turn, (cards, onsets)
 
 
 @pytest.fixture
@@ -90,6 +126,19 @@ async def test_the_sample_call_produces_the_expected_knowledge_base_answers(offl
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{offline_relay.port}/console/calls") as r:
         calls = (await r.json())["calls"]
     assert [c["call_sid"] for c in calls] == [spec.call_sid]
+
+
+async def test_unpaced_the_record_times_are_still_audio_positions(offline_relay: TestServer) -> None:
+    # Sent as fast as the socket takes it, audio arrives many times faster than recognition
+    # runs; the times stored are still where things happen in the audio.
+    state = offline_relay.app[RELAY]
+    spec = CallSpec(audio=load_call_audio(SAMPLE), pace=0)
+    await stream_call(f"ws://127.0.0.1:{offline_relay.port}/media", spec)
+    await wait_until(lambda: bool(state.recent_summaries), timeout_s=30)
+    assert state.records is not None and await state.records.writer.idle()
+    record = await state.records.store.get(spec.call_sid)
+    assert record is not None and record["end_reason"] == "stop"
+    assert_times_are_audio_positions(record)
 
 
 def _cited(messages: list[dict[str, object]]) -> set[str]:
