@@ -221,10 +221,11 @@ class RolloverRules:
 class RolloverPolicy:
     def __init__(self, rules: RolloverRules) -> None:
         self._rules = rules
-        self._opened_at = 0.0
+        # None until a session starts: "never" is not a time (a fresh machine's clock is near 0).
+        self._opened_at: float | None = None
         self._spare = Spare.NONE
         self._boundary = False
-        self._retry_at = 0.0
+        self._retry_at: float | None = None  # no spare has failed yet
 
     @property
     def spare(self) -> Spare:
@@ -249,11 +250,13 @@ class RolloverPolicy:
         self._retry_at = now + SPARE_RETRY_S
 
     def next(self, now: float, *, closing: bool) -> RolloverStep:
+        if self._opened_at is None:
+            return KeepGoing()
         age = now - self._opened_at
         if closing or age < self._rules.session_max_age_s:
             return KeepGoing()
         if self._spare is Spare.NONE:
-            if now < self._retry_at:
+            if self._retry_at is not None and now < self._retry_at:
                 return KeepGoing()
             self._spare = Spare.OPENING
             self._boundary = False

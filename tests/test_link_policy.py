@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from relay.link_policy import (
+    SPARE_RETRY_S,
     YOUNG_SESSION_S,
     Connect,
     ConnectPolicy,
@@ -232,3 +233,17 @@ def test_after_a_swap_the_new_session_ages_from_its_own_start() -> None:
     assert r.spare is Spare.NONE
     assert r.next(150.0, closing=False) == KeepGoing()
     assert r.next(200.5, closing=False) == OpenSpare()
+
+
+def test_no_rollover_before_a_session_starts_even_on_a_clock_far_from_zero() -> None:
+    # "Not started" is None, not 0.0: with a clock already past the age limit, a 0.0 would
+    # read as a session 100+ s old and open a spare for a session that never started.
+    assert RolloverPolicy(RULES).next(1_000.0, closing=False) == KeepGoing()
+
+
+def test_a_failed_spare_on_a_fresh_clock_is_retried_only_after_its_delay() -> None:
+    r = rollover(opened_at=0.0)
+    assert r.next(100.0, closing=False) == OpenSpare()
+    r.spare_failed(100.0)
+    assert r.next(100.0 + SPARE_RETRY_S / 2, closing=False) == KeepGoing()
+    assert r.next(100.0 + SPARE_RETRY_S, closing=False) == OpenSpare()
