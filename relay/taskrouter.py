@@ -2,7 +2,9 @@
 
 Events come from `POST /twilio/taskrouter` (answered 204 at once) and are processed in the
 background, one at a time per task (a per-task lock), so a `task.completed` that arrives while
-the `reservation.accepted` is still starting the stream waits for it and then stops it.
+the `reservation.accepted` is still starting the stream waits for it and then stops it. What
+the driver knows (seen events, task and call states, the lock) lives in a `TaskLedger`: this
+process's memory, or Redis shared by every relay (`relay/task_ledger.py`).
 
 - `reservation.accepted` for a selected voice task: find the customer's call (task attributes,
   else the conference's participants over REST), then start the stream through the same
@@ -28,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from twilio.base.exceptions import TwilioRestException
 
 from .bridge import CallBridge
-from .stream_control import StreamControl
+from .stream_control import Result, StreamControl
+from .task_ledger import LocalTaskLedger, TaskLedger
 from .task_policy import Policy
 from .taskrouter_events import (
     END_EVENTS,
@@ -37,7 +40,6 @@ from .taskrouter_events import (
     TRANSFER_ENDED,
     TRANSFER_STARTED,
     UPDATED,
-    AssistLedger,
     TaskEvent,
     TaskRecord,
     conference_sid,
@@ -82,16 +84,32 @@ class TaskRouterDriver:
         live_bridge: Callable[[str], CallBridge | None],
         end_call: Callable[[str, str], Awaitable[bool]],
         spawn: Spawn,
+        ledger: TaskLedger | None = None,
     ) -> None:
         self.config = config
-        self.ledger = AssistLedger()
+        self.ledger: TaskLedger = ledger or LocalTaskLedger()
         self.stats = TaskRouterStats()
         self._streams = stream_control
         self._client = client
         self._live_bridge = live_bridge
         self._end_call = end_call
         self._spawn = spawn
-        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def open(self) -> None:
+        await self.ledger.open(self._call_task_changed)
+
+    def _call_task_changed(self, call_sid: str, task_sid: str, workspace_sid: str) -> None:
+        """Another relay decided which task the call's wrap-up goes to; the call may be here."""
+        bridge = self._live_bridge(call_sid)
+        if bridge is not None:
+            bridge.task = TaskRef(task_sid, workspace_sid)
+
+    async def _wrap_up_goes_to(self, call_sid: str, task: TaskRef) -> None:
+        bridge = self._live_bridge(call_sid)
+        if bridge is not None:
+            bridge.task = task
+        else:  # the call's socket may be on another relay
+            await self.ledger.announce(call_sid, task.task_sid, task.workspace_sid)
 
     def submit(self, events: list[TaskEvent]) -> None:
         """Queue events for processing (the webhook has already answered)."""
@@ -100,24 +118,25 @@ class TaskRouterDriver:
             if event.event_type not in HANDLED or not event.task_sid:
                 self.stats.outcomes["not_handled"] += 1
                 continue
-            if self.ledger.duplicate(event.event_id):
-                self.stats.outcomes["duplicate"] += 1
-                log.info("taskrouter event seen before; ignored", extra=_ids(event))
-                continue
             self._spawn(self._serially(event))
 
     async def _serially(self, event: TaskEvent) -> None:
+        """One event of a task at a time. The lock is asked for before anything else is
+        awaited, so a task's events queue in the order they arrived here."""
         assert event.task_sid is not None
-        lock = self._locks.setdefault(event.task_sid, asyncio.Lock())
         try:
-            async with lock:
+            async with self.ledger.lock(event.task_sid):
+                if await self.ledger.seen(event.event_id):
+                    self.stats.outcomes["duplicate"] += 1
+                    log.info("taskrouter event seen before; ignored", extra=_ids(event))
+                    return
                 await self.process(event)
         except Exception:  # one bad event must never stop the others
             self.stats.outcomes["error"] += 1
             log.exception("taskrouter event failed", extra=_ids(event))
         finally:
-            if not lock.locked() and self._locks.get(event.task_sid) is lock:
-                del self._locks[event.task_sid]
+            if self.ledger.degraded:  # handled with this relay's view only (Redis unreachable)
+                self.stats.outcomes["shared_ledger_unavailable"] += 1
 
     async def process(self, event: TaskEvent) -> None:
         assert event.task_sid is not None
@@ -125,27 +144,26 @@ class TaskRouterDriver:
         if kind == START_EVENT:
             await self._accepted(event)
         elif kind in END_EVENTS:
-            call_sid = self.ledger.end(event.task_sid, event.workspace_sid)
+            call_sid = await self.ledger.end(event.task_sid, event.workspace_sid)
             if call_sid is not None:
                 await self._stop(call_sid, TaskRef(event.task_sid, event.workspace_sid), kind)
             else:
                 self.stats.outcomes["ended_no_stream"] += 1
         elif kind == TRANSFER_STARTED:
-            self.ledger.transfer_started(event.task_sid)
+            await self.ledger.transfer_started(event.task_sid)
         elif kind in TRANSFER_ENDED:
-            call_sid = self.ledger.transfer_ended(event.task_sid)
+            call_sid = await self.ledger.transfer_ended(event.task_sid)
             if call_sid is not None:
                 await self._stop(call_sid, TaskRef(event.task_sid, event.workspace_sid), kind)
         elif kind == UPDATED and self.config.stop_policy.allows(policy_context(event, {})):
-            call_sid = self.ledger.stopped_by_policy(event.task_sid)
+            call_sid = await self.ledger.stopped_by_policy(event.task_sid)
             if call_sid is not None:
                 log.info("task left assist by the stop policy", extra=_ids(event))
                 await self._stop(call_sid, TaskRef(event.task_sid, event.workspace_sid), "stop_policy")
 
     async def _accepted(self, event: TaskEvent) -> None:
         assert event.task_sid is not None
-        record = self.ledger.task(event.task_sid, event.workspace_sid)
-        if record.state == "ended":
+        if await self.ledger.state(event.task_sid, event.workspace_sid) == "ended":
             self.stats.outcomes["late_after_end"] += 1
             log.info("reservation accepted after the task ended; nothing started", extra=_ids(event))
             return
@@ -154,7 +172,7 @@ class TaskRouterDriver:
             worker_attributes = await self._fetch_worker(event.workspace_sid, event.worker_sid)
         verdict = select(event, worker_attributes or {}, self.config.policy, self.config.opt_out_attribute)
         if not verdict.assist:
-            self.ledger.refused(record)
+            await self.ledger.refused(event.task_sid, event.workspace_sid)
             self.stats.outcomes["not_selected"] += 1
             log.info("task not assisted", extra={**_ids(event), "why": verdict.reason})
             return
@@ -175,25 +193,29 @@ class TaskRouterDriver:
         self.stats.actions[f"start:{outcome.result.value}"] += 1
         if not outcome.ok:
             return
-        previous = self.ledger.current_task(call_sid)
-        self.ledger.assisting(record, call_sid, event.worker_sid)
-        bridge = self._live_bridge(call_sid)
-        if bridge is not None:  # a transfer: the new task takes over the call (and its wrap-up)
-            bridge.task = TaskRef(event.task_sid, event.workspace_sid)
+        task = TaskRef(event.task_sid, event.workspace_sid)
+        started = await self.ledger.assisting(event.task_sid, event.workspace_sid, call_sid, event.worker_sid)
+        if not started.ok:
+            # The task ended while the stream was being created (its end reached another relay,
+            # which could not wait for this one): the stream we created must not outlive it.
+            self.stats.outcomes["ended_during_start"] += 1
+            log.info("task ended while its stream was starting; stopping it", extra=_ids(event))
+            if outcome.result is Result.STARTED:  # already running: someone else's stream
+                await self._stop(call_sid, task, "task.ended")
+            return
+        await self._wrap_up_goes_to(call_sid, task)  # a transfer: the new task takes over the call
         log.info(
             "assist started by TaskRouter",
             extra={
                 **_ids(event),
                 "call_sid": call_sid,
                 "result": outcome.result.value,
-                "transferred_from": previous.task_sid if previous and previous is not record else None,
+                "transferred_from": started.previous_task,
             },
         )
 
     async def _stop(self, call_sid: str, task: TaskRef, why: str) -> None:
-        bridge = self._live_bridge(call_sid)
-        if bridge is not None:
-            bridge.task = task  # the wrap-up goes to the task that ended the call
+        await self._wrap_up_goes_to(call_sid, task)  # the task that ended the call
         outcome = await self._streams.stop(call_sid, retries=REST_RETRIES)
         self.stats.actions[f"stop:{outcome.result.value}"] += 1
         # Twilio sends `stop` on the stream; if the call is still live here after a grace (the

@@ -248,12 +248,17 @@ class AssistLedger:
         record = self._tasks.get(task_sid)
         return record is not None and record.state == "ended"
 
-    def assisting(self, record: TaskRecord, call_sid: str, worker_sid: str | None) -> None:
+    def assisting(self, record: TaskRecord, call_sid: str, worker_sid: str | None) -> bool:
+        """The task's stream runs on the call. False (nothing changes) when the task ended
+        meanwhile: another replica took its end while the stream was being started."""
+        if record.state == "ended":
+            return False
         record.state, record.call_sid, record.worker_sid = "assisting", call_sid, worker_sid
         call = self._calls.setdefault(call_sid, CallRecordState())
         if record.task_sid not in call.tasks:
             call.tasks.append(record.task_sid)
         call.transfer_pending = False  # the transfer (if any) landed
+        return True
 
     def refused(self, record: TaskRecord) -> None:
         if record.state != "ended":
@@ -311,7 +316,79 @@ class AssistLedger:
         self._calls.pop(record.call_sid, None)
         return record.call_sid
 
+    def call(self, call_sid: str) -> CallRecordState | None:
+        return self._calls.get(call_sid)
+
+    def known(self, task_sid: str) -> TaskRecord | None:
+        return self._tasks.get(task_sid)
+
+    def put(self, record: TaskRecord, call_sid: str | None, call: CallRecordState | None) -> None:
+        """Load one task and its call as shared storage holds them (None: the call has no
+        assisted task), before a transition or to mirror what storage now says."""
+        self._tasks.pop(record.task_sid, None)
+        self._tasks[record.task_sid] = record
+        while len(self._tasks) > self._max_tasks:
+            _, old = self._tasks.popitem(last=False)
+            self._forget_call_task(old)
+        if call_sid is not None:
+            if call is None:
+                self._calls.pop(call_sid, None)
+            else:
+                self._calls[call_sid] = call
+
     def _forget_call_task(self, record: TaskRecord) -> None:
         call = self._calls.get(record.call_sid or "")
         if call is not None and record.task_sid in call.tasks:
             call.tasks.remove(record.task_sid)
+
+
+# ---------------------------------------------------------------------------- storage form
+
+
+def task_to_json(record: TaskRecord) -> str:
+    return json.dumps(
+        {"ws": record.workspace_sid, "call": record.call_sid, "worker": record.worker_sid, "state": record.state},
+        separators=(",", ":"),
+    )
+
+
+def task_from_json(raw: str | None, task_sid: str, workspace_sid: str) -> TaskRecord:
+    """A stored task (a new record when nothing is stored or it cannot be read)."""
+    value = _stored(raw)
+    state = value.get("state")
+    return TaskRecord(
+        task_sid,
+        str(value.get("ws") or workspace_sid),
+        call_sid=_text(value.get("call")),
+        worker_sid=_text(value.get("worker")),
+        state=state if state in ("new", "assisting", "refused", "ended") else "new",
+    )
+
+
+def call_to_json(call: CallRecordState) -> str:
+    return json.dumps({"tasks": call.tasks, "transfer": call.transfer_pending}, separators=(",", ":"))
+
+
+def call_from_json(raw: str | None) -> CallRecordState | None:
+    if raw is None:
+        return None
+    value = _stored(raw)
+    tasks = value.get("tasks")
+    return CallRecordState(
+        tasks=[t for t in tasks if isinstance(t, str)] if isinstance(tasks, list) else [],
+        transfer_pending=value.get("transfer") is True,
+    )
+
+
+def _stored(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

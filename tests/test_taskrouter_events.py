@@ -11,13 +11,19 @@ import pytest
 from relay.task_policy import compile_policy
 from relay.taskrouter_events import (
     AssistLedger,
+    CallRecordState,
     EventError,
     TaskEvent,
+    TaskRecord,
+    call_from_json,
+    call_to_json,
     customer_call_sid,
     from_callback,
     from_cloudevents,
     is_internal_call,
     select,
+    task_from_json,
+    task_to_json,
     worker_identity,
 )
 
@@ -204,3 +210,21 @@ def test_the_ledger_is_bounded() -> None:
         ledger.duplicate(f"EV{i}")
     assert not ledger.duplicate("EV0")  # forgotten
     assert not ledger.ended("WT" + f"{0:032x}")
+
+
+def test_a_task_that_ended_while_its_stream_started_is_not_recorded_as_assisting() -> None:
+    ledger = AssistLedger()
+    record = ledger.task(WT, WS)
+    assert ledger.end(WT, WS) is None  # the end came first (on another relay)
+    assert ledger.assisting(record, CA, WK) is False  # the creator must stop what it started
+    assert ledger.ended(WT) and ledger.call(CA) is None
+
+
+def test_tasks_and_calls_survive_their_storage_form() -> None:
+    record = TaskRecord(WT, WS, call_sid=CA, worker_sid=WK, state="assisting")
+    assert task_from_json(task_to_json(record), WT, "WS-other") == record
+    assert task_from_json(None, WT, WS) == TaskRecord(WT, WS)
+    assert task_from_json('{"state": "bogus"}', WT, WS).state == "new"  # unreadable: a new task
+    call = CallRecordState(tasks=[WT, "WT" + "9" * 32], transfer_pending=True)
+    assert call_from_json(call_to_json(call)) == call
+    assert call_from_json(None) is None and call_from_json("[1]") == CallRecordState()
