@@ -37,6 +37,7 @@ from .state import RELAY, RelayState
 from .stream_control import StreamControl
 from .summarizer import ExtractiveSummarizer, OpenAISummarizer, Summarizer
 from .task_attributes import TaskAttributeWriter
+from .task_ledger import LocalTaskLedger, RedisTaskLedger, TaskLedger
 from .task_policy import compile_policy
 from .taskrouter import DriverConfig, TaskRouterDriver
 from .twilio_media import CloseCode
@@ -193,6 +194,11 @@ async def _set_up_adapters(
     elif settings.replica_id is not None:
         state.directory = LocalDirectory(settings.replica_id)
     state.stream_control = StreamControl(state.twilio_client, settings, directory=state.directory)
+    # Webhooks reach any replica: with Redis, what the TaskRouter driver knows is shared too.
+    ledger: TaskLedger = LocalTaskLedger()
+    if settings.redis_url is not None:
+        ledger = RedisTaskLedger(settings.redis_url.get_secret_value(), ttl_s=int(settings.max_call_s) + 24 * 3600)
+        stack.push_async_callback(ledger.aclose)
     state.taskrouter = TaskRouterDriver(
         DriverConfig(
             policy=compile_policy(settings.taskrouter_policy),
@@ -205,7 +211,9 @@ async def _set_up_adapters(
         live_bridge=state.live_bridge,
         end_call=state.end_call,
         spawn=lambda coro: state.spawn(coro, name="taskrouter"),
+        ledger=ledger,
     )
+    await state.taskrouter.open()
 
     if sync_transport is None and settings.sync_configured and state.twilio_client is not None:
         assert settings.twilio_sync_service_sid is not None
@@ -330,11 +338,27 @@ def _warn_about_open_doors(settings: Settings, state: RelayState) -> None:
         log.warning("media endpoint is unauthenticated: set TWILIO_AUTH_TOKEN and RELAY_PUBLIC_URL")
     if state.sync is None:
         log.warning("Twilio Sync is not configured: messages go to the in-process hub (console only)")
+        if console.console_opened(settings) and settings.console_token is None and state.flex_validator is None:
+            # Reachable from elsewhere with no credential that could open it: the data routes refuse all.
+            log.warning("console reachable from other machines: its data routes need RELAY_CONSOLE_TOKEN")
 
 
 async def reload_knowledge(state: RelayState) -> bool:
     """Load the knowledge folder again (SIGHUP). A broken file is logged with its path and
-    line and the knowledge in force stays; a good load replaces it for new turns at once."""
+    line and the knowledge in force stays; a good load replaces it for new turns at once.
+
+    Reloads take turns, and the last one requested wins: one still waiting when a newer one
+    is requested is skipped (the newer one reads the folder later)."""
+    state.reloads_requested += 1
+    ticket = state.reloads_requested
+    async with state.reload_lock:
+        if ticket != state.reloads_requested:
+            state.stats.knowledge_reloads["superseded"] += 1
+            return True
+        return await _reload_knowledge(state)
+
+
+async def _reload_knowledge(state: RelayState) -> bool:
     folder = state.settings.data_dirs().knowledge
     loop = asyncio.get_running_loop()
     try:
@@ -352,6 +376,9 @@ async def reload_knowledge(state: RelayState) -> bool:
     return True
 
 
+DRAIN_CLOSE_DEADLINE_S = 5.0
+
+
 async def drain(state: RelayState, deadline_s: float) -> None:
     """Refuse new streams (readiness turns 503 at once), let calls end by themselves until
     the deadline, then close them. The only writer of `state.draining`."""
@@ -362,9 +389,19 @@ async def drain(state: RelayState, deadline_s: float) -> None:
     end = loop.time() + deadline_s
     while state.calls and loop.time() < end:  # noqa: ASYNC110 - calls end on their own; poll is cheap
         await asyncio.sleep(min(0.1, max(0.0, end - loop.time())))
-    for handle in list(state.calls.values()):
+    handles = list(state.calls.values())
+    for handle in handles:
         log.info("closing call for shutdown", extra={"call_sid": handle.bridge.call_sid})
-        await handle.owner.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+    if handles:
+        # All at once: each close waits for the peer's answer (up to aiohttp's 10 s), and a
+        # peer that never answers must not hold up the others. Past the deadline the
+        # transports are closed without it.
+        closing = asyncio.gather(
+            *(h.owner.close(code=CloseCode.GOING_AWAY, message=b"server shutting down") for h in handles),
+            return_exceptions=True,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing, timeout=DRAIN_CLOSE_DEADLINE_S)
     pending = list(state.handlers) + list(state.background)
     if pending:
         # Ending calls flush Sync and write their wrap-up (each bounded by its own deadline).

@@ -7,6 +7,11 @@ call's file. Frames are placed by their Media Streams timestamps, so a lost fram
 silence, not a shift of everything after it. Cost, measured in the load bench at 100 two-track
 calls: about 10 µs of CPU per frame (decoding and FLAC encoding included); it is off by default.
 
+Timestamps come from the caller's side of the socket and are not trusted: a jump of more than
+`GAP_LIMIT` (forwards or backwards, any size) is a discontinuity, counted in `discontinuities`;
+the track is padded with at most `GAP_LIMIT` of silence and carries on from there, so memory
+per call stays bounded whatever the timestamps say.
+
 A crash keeps what was written: after each block the FLAC header's sample count is set to
 the samples already encoded (whole 4,096-sample FLAC blocks), so an unclosed file decodes up
 to its last block; a normal end closes the file with its exact length and checksum.
@@ -32,6 +37,9 @@ RATE: Final = 8000
 BLOCK_SAMPLES: Final = RATE  # one write per second of audio
 FLAC_BLOCK: Final = 4096  # libFLAC's block size at libsndfile's default level
 _LAG_LIMIT: Final = 2 * RATE  # a track this far behind the other is padded with silence
+# Lost frames are silence in their place up to this gap; a longer jump (a timestamp from
+# another clock, a hostile client) is a discontinuity: padded to this much, then re-anchored.
+GAP_LIMIT: Final = 5 * RATE
 _SILENCE: Final = b"\xff"  # μ-law zero
 
 # One thread encodes and writes every call's audio: FIFO, so a file's blocks stay in order.
@@ -59,6 +67,11 @@ def _close_file(path: str) -> int:
         return 0
     file.close()
     return file.samples
+
+
+def _clamp(value: int) -> int:
+    """A number a JSON log line can carry (timestamps are the client's, of any size)."""
+    return max(-(2**53), min(2**53, value))
 
 
 def set_encoded_length(path: Path, samples: int) -> None:
@@ -103,10 +116,13 @@ class AudioRecorder:
         # The stream's clock (timestamp in samples) that buffer position 0 stands for; both
         # tracks share it, so they stay aligned.
         self._origin: int | None = None
+        # Per track: what a discontinuity added to its timestamps to carry on where it was.
+        self._shift: dict[str, int] = {"inbound": 0, "outbound": 0}
         self._check_at = BLOCK_SAMPLES
         self._flushed = 0  # samples handed to the writer
         self._pending: list[concurrent.futures.Future[int]] = []
         self.errors = 0
+        self.discontinuities = 0
 
     def add(self, media: Media) -> None:
         """Per frame (both tracks, 50/s each): a few integer operations and an append."""
@@ -115,12 +131,14 @@ class AudioRecorder:
             return
         payload = media.payload
         if media.timestamp_ms is not None:
-            position = media.timestamp_ms * 8
+            position = media.timestamp_ms * 8 + self._shift[media.track]
             origin = self._origin
             if origin is None:  # the stream's first frame: its clock counts from here
                 origin = self._origin = position - len(buf)
             target = position - origin
             n = len(buf)
+            if target - n > GAP_LIMIT or n - target > GAP_LIMIT:
+                target = self._discontinuity(media.track, target, n)
             if target > n:
                 buf += _SILENCE * (target - n)  # a lost frame is silence, in its place
             elif target < n:
@@ -131,9 +149,30 @@ class AudioRecorder:
         if len(buf) >= self._check_at:
             self._flush_if_ready()
 
+    def _discontinuity(self, track: str, target: int, n: int) -> int:
+        """The track's clock jumped: pad at most GAP_LIMIT and count its later frames from here."""
+        own = self._shift[track]
+        for shift in self._shift.values():
+            # The other track made the same jump already (one clock for both): follow it, so
+            # the tracks stay aligned.
+            candidate = target - own + shift
+            if shift != own and -GAP_LIMIT <= candidate - n <= GAP_LIMIT:
+                self._shift[track] = shift
+                return candidate
+        placed = n + GAP_LIMIT if target > n else n
+        self._shift[track] += placed - target
+        self.discontinuities += 1
+        if self.discontinuities in (1, 10, 100, 1000) or self.discontinuities % 10_000 == 0:
+            log.warning(
+                "call audio timestamps jumped; padded to the gap limit",
+                extra={"track": track, "jump_s": _clamp((target - n) // RATE), "discontinuities": self.discontinuities},
+            )
+        return placed
+
     def restart_timestamps(self) -> None:
         """A new stream for the call: its timestamps start again from zero."""
         self._origin = None
+        self._shift = dict.fromkeys(self._shift, 0)
 
     def _flush_if_ready(self) -> None:
         lengths = [len(b) for b in self._tracks.values()]

@@ -66,11 +66,6 @@ async def _start_site(runner: web.AppRunner, host: str, port: int) -> None:
         raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
-def _secrets(settings: Settings) -> list[str]:
-    values = [settings.openai_api_key, settings.twilio_auth_token, settings.twilio_api_secret, settings.media_api_key]
-    return [v.get_secret_value() for v in values if v is not None]
-
-
 # ---------------------------------------------------------------------------- serve
 
 
@@ -168,12 +163,16 @@ def _format_summary(message: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _watch_console(http_base: str, call_sid: str, out: list[dict[str, Any]]) -> None:
+async def _watch_console(
+    http_base: str, call_sid: str, out: list[dict[str, Any]], console_token: str | None = None
+) -> None:
     """Print what the relay publishes for the call (hub mode's SSE feed), as it happens.
-    Returns at the call's `ended` status (its last message), or when there is no feed."""
+    Returns at the call's `ended` status (its last message), or when there is no feed.
+    `console_token`: an opened console's credential (RELAY_CONSOLE_TOKEN), sent as a bearer."""
     url = f"{http_base}/console/events?call_sid={call_sid}"
+    auth = {"Authorization": f"Bearer {console_token}"} if console_token else {}
     with contextlib.suppress(aiohttp.ClientError):
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
+        async with aiohttp.ClientSession() as session, session.get(url, headers=auth) as response:
             if response.status != 200:
                 return
             async for raw in response.content:
@@ -232,7 +231,8 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> int:
     seconds = max(len(a) for a in audio.values()) / 8000
     print(f"calling {args.url} as {spec.call_sid}: {seconds:.1f} s, tracks {', '.join(audio)}", flush=True)
     published: list[dict[str, Any]] = []
-    watcher = asyncio.create_task(_watch_console(http_base, spec.call_sid, published))
+    token = settings.console_token.get_secret_value() if settings.console_token is not None else None
+    watcher = asyncio.create_task(_watch_console(http_base, spec.call_sid, published, token))
 
     def progress(elapsed: float, result: CallResult) -> None:
         if not sys.stdout.isatty():
@@ -383,10 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relay: {exc}", file=sys.stderr)
         return 2
 
-    from .logs import configure_logging
+    from .logs import configure_logging, secrets_from_settings
 
     level = {"serve": settings.log_level, "simulate": "WARNING"}.get(args.command, "ERROR")
-    configure_logging(level, _secrets(settings))
+    configure_logging(level, secrets_from_settings(settings))
     try:
         if args.command == "demo" and args.file is None:
             from .bundled import bundled_sample_call

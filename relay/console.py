@@ -35,7 +35,7 @@ from aiohttp import web
 
 from .bundled import console_asset
 from .flex_auth import FlexAuthError
-from .http_api import authenticate
+from .http_api import authenticate, refusal
 from .knowledge import Passage
 from .settings import Settings
 from .state import RELAY, RelayState
@@ -129,9 +129,9 @@ async def _console_credential(request: web.Request, state: RelayState) -> web.Re
             return None
     if bearer is not None and state.flex_validator is not None:
         try:
-            identity = await authenticate(state, bearer)
+            identity = await authenticate(state, bearer, request.remote)
         except FlexAuthError as exc:
-            return _refused(state, "invalid") if exc.status == 401 else _error(exc.status, exc.reason)
+            return _refused(state, "invalid") if exc.status == 401 else refusal(exc)
         if set(state.settings.records_roles).intersection(identity.roles):
             return None
         state.stats.flex_auth["console_role_denied"] += 1
@@ -173,9 +173,9 @@ async def passage(request: web.Request) -> web.Response:
             return refused
     else:
         try:
-            await authenticate(state, _bearer(request))
+            await authenticate(state, _bearer(request), request.remote)
         except FlexAuthError as exc:
-            return _error(exc.status, exc.reason)
+            return refusal(exc)
     pid = request.query.get("id", "")
     if not pid or len(pid) > MAX_PASSAGE_ID:
         return _error(400, f"id is required, at most {MAX_PASSAGE_ID} characters")

@@ -5,12 +5,19 @@ with JSON `{"token": …}` and the account's credentials. Only `valid: true` pas
 npm package accepts any truthy value and never looks at the HTTP status; we do both.
 Verdicts are cached briefly, keyed by a SHA-256 of the token (the token itself is never
 kept or logged). IAM unreachable or failing denies with 503: it never allows.
+
+IAM is asked only on a cache miss, and a source (the client's address, which the caller
+passes) may cost at most `failure_limit` IAM requests that did not prove a valid token per
+`failure_window_s`: past that it is answered 429 with a Retry-After, without asking IAM, so a
+flood of made-up tokens costs Twilio nothing. A valid token never counts against its source
+(many agents behind one NAT).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,12 +45,36 @@ class FlexIdentity:
 
 
 class FlexAuthError(RelayError):
-    """`status` is the HTTP answer: 401 (not a valid token), 403 (role), 503 (IAM down)."""
+    """`status` is the HTTP answer: 401 (not a valid token), 403 (role), 429 (too many
+    invalid tokens from this source; `retry_after_s`), 503 (IAM down)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class _Denied:
+    """A cached refusal: a fresh FlexAuthError is raised from it each time (a cached
+    exception instance would carry every earlier raise in its traceback)."""
+
+    status: int
+    reason: str
+
+    def error(self) -> FlexAuthError:
+        return FlexAuthError(self.status, self.reason)
+
+
+class _Window:
+    """IAM requests a source made in its current window that did not prove a valid token."""
+
+    __slots__ = ("ends", "used")
+
+    def __init__(self, ends: float) -> None:
+        self.ends = ends
+        self.used = 0
 
 
 class FlexTokenValidator:
@@ -55,6 +86,9 @@ class FlexTokenValidator:
         iam_base_url: str,
         cache_ttl_s: float = 60.0,
         cache_size: int = 10_000,
+        failure_limit: int = 10,
+        failure_window_s: float = 60.0,
+        sources_max: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -62,10 +96,16 @@ class FlexTokenValidator:
         self._ttl = cache_ttl_s
         self._size = cache_size
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, FlexIdentity | FlexAuthError]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, FlexIdentity | _Denied]] = OrderedDict()
+        self._failure_limit = failure_limit
+        self._failure_window_s = failure_window_s
+        self._sources_max = sources_max
+        self._windows: OrderedDict[str, _Window] = OrderedDict()  # bounded: oldest forgotten
         self.requests = 0
+        self.rate_limited = 0
 
-    async def validate(self, token: str) -> FlexIdentity:
+    async def validate(self, token: str, source: str | None = None) -> FlexIdentity:
+        """`source`: who presents the token (the client's address); None is not limited."""
         if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii() or any(c.isspace() for c in token):
             raise FlexAuthError(401, "malformed token")
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -74,17 +114,42 @@ class FlexTokenValidator:
         if cached is not None and cached[0] > now:
             self._cache.move_to_end(key)
             verdict = cached[1]
-            if isinstance(verdict, FlexAuthError):
-                raise verdict
+            if isinstance(verdict, _Denied):
+                raise verdict.error()
             return verdict
-        verdict = await self._ask_iam(token)
-        if not (isinstance(verdict, FlexAuthError) and verdict.status == 503):  # never cache an outage
-            self._cache[key] = (now + self._ttl, verdict)
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        if isinstance(verdict, FlexAuthError):
-            raise verdict
-        return verdict
+        window = self._window(source, now)
+        if window is not None:
+            if window.used >= self._failure_limit:
+                self.rate_limited += 1
+                raise FlexAuthError(
+                    429, "too many invalid Flex tokens; try again later", retry_after_s=math.ceil(window.ends - now)
+                )
+            window.used += 1  # taken before the request: concurrent requests count too
+        result = await self._ask_iam(token)
+        if isinstance(result, FlexIdentity):
+            if window is not None:
+                window.used -= 1  # a valid token costs its source nothing
+            self._remember(key, now, result)
+            return result
+        if result.status != 503:  # never cache an outage
+            self._remember(key, now, _Denied(result.status, result.reason))
+        raise result
+
+    def _remember(self, key: str, now: float, verdict: FlexIdentity | _Denied) -> None:
+        self._cache[key] = (now + self._ttl, verdict)
+        while len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+
+    def _window(self, source: str | None, now: float) -> _Window | None:
+        if source is None:
+            return None
+        window = self._windows.get(source)
+        if window is None or window.ends <= now:
+            window = self._windows[source] = _Window(now + self._failure_window_s)
+        self._windows.move_to_end(source)
+        while len(self._windows) > self._sources_max:
+            self._windows.popitem(last=False)
+        return window
 
     async def _ask_iam(self, token: str) -> FlexIdentity | FlexAuthError:
         self.requests += 1

@@ -117,7 +117,17 @@ def flex_token(request: web.Request, fields: dict[str, str], *, query_allowed: b
     return fields.get("Token") or fields.get("token")
 
 
-async def authenticate(state: RelayState, token: str | None) -> FlexIdentity:
+def refusal(exc: FlexAuthError) -> web.Response:
+    """A failed Flex check as its HTTP answer; a rate-limited source learns when to come back."""
+    response = web.json_response({"error": exc.reason}, status=exc.status)
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+async def authenticate(state: RelayState, token: str | None, source: str | None = None) -> FlexIdentity:
+    """`source` is the client's address: invalid tokens are rate-limited per source. Behind a
+    proxy that is the proxy's address, so the limit holds per proxy (valid tokens never count)."""
     if not token:
         state.stats.flex_auth["missing"] += 1
         raise FlexAuthError(401, "a Flex token is required (Authorization: Bearer … or Token)")
@@ -125,9 +135,10 @@ async def authenticate(state: RelayState, token: str | None) -> FlexIdentity:
         state.stats.flex_auth["unconfigured"] += 1
         raise FlexAuthError(503, "Flex token validation is not configured (TWILIO_ACCOUNT_SID/AUTH_TOKEN)")
     try:
-        identity = await state.flex_validator.validate(token)
+        identity = await state.flex_validator.validate(token, source)
     except FlexAuthError as exc:
-        state.stats.flex_auth[{401: "invalid", 503: "iam_unavailable"}.get(exc.status, "denied")] += 1
+        outcome = {401: "invalid", 429: "rate_limited", 503: "iam_unavailable"}.get(exc.status, "denied")
+        state.stats.flex_auth[outcome] += 1
         raise
     allowed = set(state.settings.flex_allowed_roles)
     if allowed and not allowed.intersection(identity.roles):
@@ -146,9 +157,9 @@ async def token(request: web.Request) -> web.Response:
     fields = await _request_fields(request)
     try:
         presented = flex_token(request, fields)
-        identity = (await authenticate(state, presented)).identity if presented else None
+        identity = (await authenticate(state, presented, request.remote)).identity if presented else None
     except FlexAuthError as exc:
-        return _error(exc.status, exc.reason)
+        return refusal(exc)
     if identity is None and "identity" in fields:
         legacy = settings.legacy_token_identity
         if legacy is None or not hmac.compare_digest(fields["identity"].encode(), legacy.encode()):
@@ -212,9 +223,9 @@ async def _control(request: web.Request, call_sid: str, action: str | None) -> w
     state = request.app[RELAY]
     fields = await _request_fields(request)
     try:
-        await authenticate(state, flex_token(request, fields))
+        await authenticate(state, flex_token(request, fields), request.remote)
     except FlexAuthError as exc:
-        return _error(exc.status, exc.reason)
+        return refusal(exc)
     call_sid = call_sid or fields.get("callSid", "")
     if not CALL_SID_RE.match(call_sid):
         return _error(400, "callSid must look like CA followed by 32 hex digits")

@@ -2,25 +2,54 @@
 
 Every line logged inside a call's handler task (and tasks it starts) carries `call_sid`
 and `stream_sid`. As a safety net, configured secret values are scrubbed from each
-formatted line; the code itself never logs secrets or, unless the operator opts in,
-transcripts.
+formatted line: every secret setting and every password in a URL setting
+(`secrets_from_settings`), and the password of any URL written `scheme://user:pass@host`.
+The code itself never logs secrets or, unless the operator opts in, transcripts.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
+from pydantic import BaseModel, SecretStr
 
 call_sid_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_sid", default=None)
 stream_sid_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("stream_sid", default=None)
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# The password part of `scheme://user:password@`, whatever the URL (a driver's error message).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"]*:)[^@\s/\"]+@")
+
+
+def secrets_from_settings(settings: BaseModel) -> list[str]:
+    """What to scrub, derived from the settings: the value of every secret field, and the
+    password of every field holding a URL with credentials (`postgresql://user:pass@…`)."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+            found.append(text)
+        elif isinstance(value, str):
+            text = value
+        else:
+            continue
+        if "://" in text:
+            try:
+                password = urlsplit(text).password
+            except ValueError:
+                password = None
+            if password:
+                found.extend({password, unquote(password)})
+    return [s for s in found if s]
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,6 +78,8 @@ class JsonFormatter(logging.Formatter):
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, "[redacted]")
+        if "://" in line and "@" in line:
+            line = _URL_PASSWORD.sub(r"\1[redacted]@", line)
         return line
 
 

@@ -109,6 +109,14 @@ class Other:
     event_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A server event the relay acts on, with a field of the wrong type: counted and logged."""
+
+    event_type: str
+    field: str
+
+
 ModelEvent = (
     SessionReady
     | SpeechStarted
@@ -124,6 +132,7 @@ ModelEvent = (
     | ModelError
     | SessionClosed
     | Other
+    | Malformed
 )
 
 # Error codes by handling (reference D4/D6). Unknown codes: the error `type` decides.
@@ -163,50 +172,97 @@ def classify_error(code: str | None, error_type: str | None) -> ErrorClass:
     return ErrorClass.IGNORABLE
 
 
+class _Malformed(Exception):
+    """A field of the event has the wrong JSON type (caught in `translate_server_event`)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _object(event: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """An object field: absent or null is empty; anything else but an object is malformed."""
+    value = event.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Malformed(where + key)
+    return value
+
+
+def _text(event: dict[str, Any], key: str, where: str = "") -> str:
+    """A string field: absent or null is empty; anything else but a string is malformed."""
+    value = event.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Malformed(where + key)
+    return value
+
+
+def _optional_text(event: dict[str, Any], key: str, where: str = "") -> str | None:
+    value = event.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Malformed(where + key)
+    return value
+
+
 def translate_server_event(event: dict[str, Any]) -> ModelEvent:
-    """Pure: one GA server event (as a dict) → one `ModelEvent`."""
+    """Pure and total: one GA server event (as a dict) → one `ModelEvent`. A field of the
+    wrong JSON type (an object that is a string, a text that is a number) gives `Malformed`,
+    never an exception: the caller counts it and the session carries on."""
     kind = event.get("type")
+    try:
+        return _translate(kind, event)
+    except _Malformed as exc:
+        return Malformed(str(kind)[:100], exc.field)
+
+
+def _translate(kind: object, event: dict[str, Any]) -> ModelEvent:
     if kind == "input_audio_buffer.speech_started":
-        return SpeechStarted(str(event.get("item_id", "")))
+        return SpeechStarted(_text(event, "item_id"))
     if kind == "input_audio_buffer.speech_stopped":
-        return SpeechStopped(str(event.get("item_id", "")))
+        return SpeechStopped(_text(event, "item_id"))
     if kind == "conversation.item.input_audio_transcription.delta":
-        return TranscriptDelta(str(event.get("item_id", "")), str(event.get("delta") or ""))
+        return TranscriptDelta(_text(event, "item_id"), _text(event, "delta"))
     if kind == "conversation.item.input_audio_transcription.completed":
-        return TranscriptCompleted(str(event.get("item_id", "")), str(event.get("transcript") or ""))
+        return TranscriptCompleted(_text(event, "item_id"), _text(event, "transcript"))
     if kind == "conversation.item.input_audio_transcription.failed":
-        error = event.get("error") or {}
-        return TranscriptFailed(str(event.get("item_id", "")), error.get("code") if isinstance(error, dict) else None)
+        error = _object(event, "error")
+        return TranscriptFailed(_text(event, "item_id"), _optional_text(error, "code", "error."))
     if kind == "response.created":
-        response = event.get("response") or {}
-        return ResponseStarted(str(response.get("id", "")))
+        response = _object(event, "response")
+        return ResponseStarted(_text(response, "id", "response."))
     if kind == "response.output_text.delta":
-        return ResponseTextDelta(str(event.get("response_id", "")), str(event.get("delta") or ""))
+        return ResponseTextDelta(_text(event, "response_id"), _text(event, "delta"))
     if kind == "response.output_text.done":
-        return ResponseTextDone(
-            str(event.get("response_id", "")), str(event.get("item_id", "")), str(event.get("text") or "")
-        )
+        return ResponseTextDone(_text(event, "response_id"), _text(event, "item_id"), _text(event, "text"))
     if kind == "response.done":
-        response = event.get("response") or {}
-        details = response.get("status_details") or {}
+        response = _object(event, "response")
+        details = _object(response, "status_details", "response.")
         return ResponseDone(
-            str(response.get("id", "")),
-            str(response.get("status", "")),
-            details.get("reason") if isinstance(details, dict) else None,
+            _text(response, "id", "response."),
+            _text(response, "status", "response."),
+            _optional_text(details, "reason", "response.status_details."),
         )
     if kind == "response.function_call_arguments.done":
         return ToolCall(
-            str(event.get("response_id", "")),
-            str(event.get("call_id", "")),
-            str(event.get("name", "")),
-            str(event.get("arguments") or ""),
+            _text(event, "response_id"),
+            _text(event, "call_id"),
+            _text(event, "name"),
+            _text(event, "arguments"),
         )
-    if kind in ("session.updated",):
-        session = event.get("session") or {}
-        return SessionReady(session.get("id") if isinstance(session, dict) else None)
+    if kind == "session.updated":
+        session = _object(event, "session")
+        return SessionReady(_optional_text(session, "id", "session."))
     if kind == "error":
-        error = event.get("error") or {}
-        code = error.get("code")
-        error_type = error.get("type")
-        return ModelError(code, error_type, str(error.get("message", ""))[:300], classify_error(code, error_type))
-    return Other(str(kind))
+        error = _object(event, "error")
+        code = _optional_text(error, "code", "error.")
+        error_type = _optional_text(error, "type", "error.")
+        message = error.get("message")
+        # The message is only logged: any value will do, never a reason to drop the error.
+        text = message if isinstance(message, str) else "" if message is None else str(message)
+        return ModelError(code, error_type, text[:300], classify_error(code, error_type))
+    return Other(str(kind)[:100])

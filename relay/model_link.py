@@ -43,6 +43,7 @@ from .link_policy import (
 )
 from .model_events import (
     ErrorClass,
+    Malformed,
     ModelError,
     ModelEvent,
     ResponseDone,
@@ -442,6 +443,14 @@ class ModelLink:
                     await self._answer_tool_call(watch, event)
                 elif isinstance(event, TranscriptCompleted | TranscriptFailed):
                     watch.pending_transcripts.discard(event.item_id)
+                elif isinstance(event, Malformed):
+                    self.counters.errors["malformed_event"] += 1
+                    seen = self.counters.errors["malformed_event"]
+                    if seen in (1, 10, 100) or seen % 1000 == 0:  # a server gone wrong must not flood the log
+                        log.warning(
+                            "malformed model event ignored",
+                            extra={"event_type": event.event_type, "field": event.field, "seen": seen},
+                        )
                 elif isinstance(event, ModelError):
                     self.counters.errors[event.code or event.error_type or "unknown"] += 1
                     if event.classification is ErrorClass.FATAL:

@@ -26,7 +26,7 @@ from aiohttp import web
 from .call_store import SearchQuery, StoreUnavailable
 from .console import console_guard
 from .flex_auth import FlexAuthError
-from .http_api import authenticate, flex_token
+from .http_api import authenticate, flex_token, refusal
 from .records import CALL_ID_RE, Records
 from .state import RELAY, RelayState
 
@@ -47,9 +47,10 @@ async def _supervisor(request: web.Request, state: RelayState) -> web.Response |
     try:
         # Only the audio is loaded by URL (an <audio> element cannot set a header).
         by_url = (request.match_info.route.name or "").startswith(AUDIO_ROUTE)
-        identity = await authenticate(state, flex_token(request, dict(request.query), query_allowed=by_url))
+        token = flex_token(request, dict(request.query), query_allowed=by_url)
+        identity = await authenticate(state, token, request.remote)
     except FlexAuthError as exc:
-        return _error(exc.status, exc.reason)
+        return refusal(exc)
     if not set(state.settings.records_roles).intersection(identity.roles):
         state.stats.flex_auth["records_role_denied"] += 1
         return _error(403, "call records need a supervisor or admin Flex role")

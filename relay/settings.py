@@ -7,7 +7,7 @@ Names are a public interface (DESIGN.md §6). Everything the relay adds carries 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -20,6 +20,12 @@ from .task_policy import compile_policy
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
+
+
+def _default_host(data: dict[str, Any]) -> str:
+    """RELAY_HOST when unset: `0.0.0.0` when Twilio Sync is configured, else `127.0.0.1`."""
+    sync = data.get("twilio_account_sid") and data.get("twilio_auth_token") and data.get("twilio_sync_service_sid")
+    return "0.0.0.0" if sync else "127.0.0.1"
 
 
 class Settings(BaseSettings):
@@ -61,6 +67,13 @@ class Settings(BaseSettings):
     # Offline engine: no card from an utterance the recognizer heard with a lower mean word
     # posterior (measured on synthesized held-out calls: bench/offline_heldout.py).
     local_min_confidence: float = Field(0.5, ge=0, le=1, validation_alias=_env("RELAY_LOCAL_MIN_CONFIDENCE"))
+    # Offline engine's recognizer: `auto` is Whisper when the `offline` extra is installed, else
+    # PocketSphinx; `whisper` refuses to start without the extra.
+    offline_recognizer: Literal["auto", "whisper", "pocketsphinx"] = Field(
+        "auto", validation_alias=_env("RELAY_OFFLINE_RECOGNIZER")
+    )
+    # Whisper model: tiny.en, or base (multilingual, decoded as English; ~3x the CPU per turn).
+    whisper_model: Literal["tiny.en", "base"] = Field("tiny.en", validation_alias=_env("RELAY_WHISPER_MODEL"))
     # The customer's OpenAI session searches the knowledge through a function tool.
     knowledge_tool: bool = Field(True, validation_alias=_env("RELAY_KNOWLEDGE_TOOL"))
 
@@ -139,8 +152,13 @@ class Settings(BaseSettings):
 
     # --- Serving
     public_url: str | None = Field(None, validation_alias=_env("RELAY_PUBLIC_URL"))
-    host: str = Field("0.0.0.0", validation_alias=_env("RELAY_HOST"))
+    # Unset: every interface with Twilio Sync, loopback only in hub mode (no Sync: the console
+    # serves transcripts and records, so it is never reachable from elsewhere by accident).
+    host: str = Field(default_factory=_default_host, validation_alias=_env("RELAY_HOST"))
     port: int = Field(8080, ge=0, le=65535, validation_alias=_env("RELAY_PORT"))
+    # Hub mode reachable from other machines (RELAY_HOST not loopback): every console data route
+    # needs this token (or a supervisor's Flex token). At least 16 characters.
+    console_token: SecretStr | None = Field(None, min_length=16, validation_alias=_env("RELAY_CONSOLE_TOKEN"))
     use_uvloop: bool = Field(True, validation_alias=_env("RELAY_UVLOOP"))
     gc_freeze: bool = Field(True, validation_alias=_env("RELAY_GC_FREEZE"))
     gc_gen0_threshold: int = Field(50_000, ge=100, validation_alias=_env("RELAY_GC_GEN0_THRESHOLD"))

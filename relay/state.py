@@ -7,7 +7,8 @@ state and its adapters. Each field has one writer, named beside it.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import logging
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from twilio.rest import Client
 
     from .flex_auth import FlexTokenValidator
+
+log = logging.getLogger("relay.state")
 
 
 class UnconfiguredConnector:
@@ -84,7 +87,11 @@ class RelayState:
     handlers: set[asyncio.Task[Any]] = field(default_factory=set)
     pending_upgrades: int = 0
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # via spawn()
+    background_failures: Counter[str] = field(default_factory=Counter)  # by task name (spawn)
     draining: bool = False  # set by app.drain() only
+    # Knowledge reloads (app.reload_knowledge) take turns; the last one requested wins.
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reloads_requested: int = 0
     recent_summaries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
 
     def __post_init__(self) -> None:
@@ -117,12 +124,27 @@ class RelayState:
         return self.hub.open(call_sid)
 
     def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
-        """A background task the app keeps a reference to and waits for on drain."""
+        """A background task the app keeps a reference to and waits for on drain. A failure
+        is logged with the task's name (one line) and counted in `background_failures`."""
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         task.set_name(name)
         self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        task.add_done_callback(self._background_done)
         return task
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here: asyncio does not log it a second time
+        if exc is not None:
+            name = task.get_name()
+            self.background_failures[name] += 1
+            log.error(
+                "background task failed",
+                extra={"task": name, "error": type(exc).__name__, "failures": self.background_failures[name]},
+                exc_info=exc,
+            )
 
     async def background_idle(self) -> None:
         """Wait until every background task (status flushes, socket closes) is done."""

@@ -7,6 +7,7 @@ type shows up here as a failing row rather than as a surprise in a call.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import typing
@@ -17,6 +18,7 @@ from openai.types.realtime import RealtimeServerEvent
 
 from relay.model_events import (
     ErrorClass,
+    Malformed,
     ModelError,
     ModelEvent,
     Other,
@@ -110,6 +112,88 @@ def test_the_table_names_only_real_event_types() -> None:
 )
 def test_malformed_events_never_raise(body: dict[str, Any]) -> None:
     translate_server_event(body)
+
+
+# Every field the translator reads, by event type: (path, "object" or "string").
+READ_FIELDS: dict[str, list[tuple[str, str]]] = {
+    "input_audio_buffer.speech_started": [("item_id", "string")],
+    "input_audio_buffer.speech_stopped": [("item_id", "string")],
+    "conversation.item.input_audio_transcription.delta": [("item_id", "string"), ("delta", "string")],
+    "conversation.item.input_audio_transcription.completed": [("item_id", "string"), ("transcript", "string")],
+    "conversation.item.input_audio_transcription.failed": [
+        ("item_id", "string"),
+        ("error", "object"),
+        ("error.code", "string"),
+    ],
+    "response.created": [("response", "object"), ("response.id", "string")],
+    "response.output_text.delta": [("response_id", "string"), ("delta", "string")],
+    "response.output_text.done": [("response_id", "string"), ("item_id", "string"), ("text", "string")],
+    "response.done": [
+        ("response", "object"),
+        ("response.id", "string"),
+        ("response.status", "string"),
+        ("response.status_details", "object"),
+        ("response.status_details.reason", "string"),
+    ],
+    "response.function_call_arguments.done": [
+        ("response_id", "string"),
+        ("call_id", "string"),
+        ("name", "string"),
+        ("arguments", "string"),
+    ],
+    "session.updated": [("session", "object"), ("session.id", "string")],
+    "error": [("error", "object"), ("error.code", "string"), ("error.type", "string")],
+}
+WRONG: dict[str, list[Any]] = {
+    "object": ["boom", 7, 1.5, True, [], [1, 2], ["id"]],
+    "string": [7, 1.5, True, {"id": "x"}, [], ["x"]],
+}
+
+
+def _with(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of `body` with the field at `path` (dotted) set to `value`."""
+    out: dict[str, Any] = json.loads(json.dumps(body))
+    node = out
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return out
+
+
+def test_the_read_fields_table_covers_every_handled_type() -> None:
+    assert set(READ_FIELDS) == set(HANDLED)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "path", "value"),
+    [
+        (event_type, path, value)
+        for event_type, read in READ_FIELDS.items()
+        for path, kind in read
+        for value in WRONG[kind]
+    ],
+)
+def test_a_field_of_the_wrong_type_is_malformed_never_an_exception(event_type: str, path: str, value: Any) -> None:
+    body = _with({"type": event_type, **HANDLED[event_type][0]}, path, value)
+    assert translate_server_event(body) == Malformed(event_type, path)
+
+
+@pytest.mark.parametrize("event_type", _sdk_server_event_types())
+@pytest.mark.parametrize("key", ["response", "error", "item", "usage", "session", "part", "delta", "item_id"])
+@pytest.mark.parametrize("value", ["boom", 7, [1], None, True])
+def test_no_server_event_raises_whatever_its_fields_hold(event_type: str, key: str, value: Any) -> None:
+    body, _ = HANDLED.get(event_type, ({}, Other(event_type)))
+    event = translate_server_event({"type": event_type, **body, key: value})
+    assert isinstance(event, type(HANDLED.get(event_type, ({}, Other(event_type)))[1]) | Malformed)
+
+
+def test_fields_the_translator_does_not_read_do_not_matter() -> None:
+    completed = {"type": "conversation.item.input_audio_transcription.completed", "item_id": "it1", "transcript": "hi"}
+    assert translate_server_event({**completed, "usage": "lots"}) == TranscriptCompleted("it1", "hi")
+    assert translate_server_event({"type": "conversation.item.added", "item": "x"}) == Other("conversation.item.added")
+    error = {"type": "error", "error": {"type": "server_error", "code": None, "message": {"nested": True}}}
+    assert translate_server_event(error) == ModelError(None, "server_error", "{'nested': True}", ErrorClass.RETRYABLE)
 
 
 @pytest.mark.parametrize(

@@ -1,27 +1,36 @@
 """The model link's shell performs what its policy decides, driven through its injected
 clock, sleep and random source by a scripted in-process session: no sockets, no waiting on
-the wall clock. (Over real sockets against the fake Realtime server: test_staying_up.py.)"""
+the wall clock. (Over real sockets against the fake Realtime server: test_staying_up.py.)
+
+The doubles here implement the seams they stand for (`RealtimeSession`, `RealtimeConnector`,
+`LinkSink`) in full; mypy checks this module (`mypy relay sync_publisher tests/test_model_link.py`)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 from collections.abc import AsyncIterator
 
 import pytest
 
+from relay.knowledge_tool import ToolAnswer
 from relay.link_policy import ConnectRules, default_backoff
-from relay.model_events import ModelEvent, SessionClosed
-from relay.model_link import LinkConfig, ModelLink
-from relay.realtime import RealtimeConnectError, RealtimeSession, SessionConfig
+from relay.model_events import ModelEvent, SessionClosed, ToolCall
+from relay.model_link import LinkConfig, LinkSink, ModelLink
+from relay.realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
 
 CONFIG = SessionConfig(instructions="be brief", audio_format="pcm24k", transcription_model="gpt-transcribe")
 
 
 class ScriptedSession:
+    """A `RealtimeSession` that records what the link sends and emits what a test scripts."""
+
     def __init__(self) -> None:
         self.audio: list[bytes] = []
         self.context: list[str] = []
+        self.tool_results: list[tuple[str, str, bool]] = []
+        self.turns_ended: list[bool] = []  # `respond` of each end_turn
         self._events: asyncio.Queue[ModelEvent] = asyncio.Queue()
 
     async def send_audio(self, audio: bytes) -> None:
@@ -29,6 +38,12 @@ class ScriptedSession:
 
     async def add_context(self, text: str) -> None:
         self.context.append(text)
+
+    async def send_tool_result(self, call_id: str, output: str, *, more_tools: bool) -> None:
+        self.tool_results.append((call_id, output, more_tools))
+
+    async def end_turn(self, *, respond: bool) -> None:
+        self.turns_ended.append(respond)
 
     async def events(self) -> AsyncIterator[ModelEvent]:
         while True:
@@ -39,6 +54,10 @@ class ScriptedSession:
 
     async def close(self) -> None:
         self._events.put_nowait(SessionClosed(1000, "closed"))
+
+
+# The doubles stand for the seams: mypy refuses this module if one lacks a member.
+_SESSION: type[RealtimeSession] = ScriptedSession
 
 
 class ScriptedConnector:
@@ -72,6 +91,9 @@ class Sink:
     def context_for_new_session(self) -> str | None:
         return "earlier turns"
 
+    def on_tool_call(self, call: ToolCall, calls_this_turn: int) -> ToolAnswer:
+        return ToolAnswer('{"passages": []}', ok=True, more_tools=False)
+
 
 class Sleeps:
     """An injected sleep that records what it was asked and returns at once."""
@@ -84,8 +106,16 @@ class Sleeps:
         await asyncio.sleep(0)
 
 
-def link(connector: ScriptedConnector, sink: Sink, sleeps: Sleeps, seed: int = 3, **config: int) -> ModelLink:
-    settings = LinkConfig(buffer_max_bytes=10_000, max_attempts=config.pop("max_attempts", 8), **config)
+def link(
+    connector: ScriptedConnector,
+    sink: Sink,
+    sleeps: Sleeps,
+    seed: int = 3,
+    *,
+    max_attempts: int = 8,
+    replay_max_bytes: int = 0,
+) -> ModelLink:
+    settings = LinkConfig(buffer_max_bytes=10_000, max_attempts=max_attempts, replay_max_bytes=replay_max_bytes)
     return ModelLink(connector, CONFIG, settings, sink, rng=random.Random(seed), sleep=sleeps, clock=lambda: 100.0)
 
 
@@ -191,3 +221,15 @@ async def test_the_frame_writer_writes_frames_a_server_reads_as_the_message(size
         assert not writer.try_write(b"closed")  # not open any more: the caller takes the SDK path
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("double", "seam"), [(ScriptedSession, RealtimeSession), (ScriptedConnector, RealtimeConnector), (Sink, LinkSink)]
+)
+def test_each_double_has_every_member_of_its_seam_with_the_same_signature(double: type, seam: type) -> None:
+    """The run-time half of the mypy check above (pytest alone catches a seam that grew)."""
+    members = {n: v for n, v in vars(seam).items() if callable(v) and not n.startswith("_")}
+    assert members
+    for name, member in members.items():
+        assert hasattr(double, name), f"{double.__name__} lacks {name}"
+        assert inspect.signature(getattr(double, name)) == inspect.signature(member), name

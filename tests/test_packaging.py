@@ -95,8 +95,9 @@ def test_building_the_package_prints_no_packaging_warning(tmp_path: Path) -> Non
     """A fresh `pip install .` once printed ~150 setuptools warnings (asset folders left out of
     package discovery); the build's own output, verbose, must carry no warning class."""
     context = _dockerfile_build_context(tmp_path / "context")
+    build = [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(context)],
+        [*build, "-w", str(tmp_path), str(context)],
         capture_output=True,
         text=True,
         timeout=300,

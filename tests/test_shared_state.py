@@ -16,6 +16,7 @@ from relay.simulator import CallSpec, new_sid, stream_call
 from relay.twilio_media import CloseCode
 from tests.conftest import (
     PUBLIC_URL,
+    TIME_SCALE,
     TWILIO_TOKEN,
     RunningRelay,
     StartRelay,
@@ -92,6 +93,14 @@ async def _callback(relay: RunningRelay, call_sid: str, stream_sid: str, event: 
         return r.status
 
 
+async def _restart_decided(relay: RunningRelay) -> None:
+    """Wait until the relay has decided whether to restart the stream the callback it just
+    answered was about (the decision runs in the background, after the 204)."""
+    deciding = [t for t in relay.state.background if t.get_name() == "stream-event"]
+    assert deciding, "the callback started no restart decision"
+    await asyncio.wait_for(asyncio.gather(*deciding), timeout=10 * TIME_SCALE)
+
+
 async def test_a_stream_the_relay_started_is_restarted_by_whichever_replica_hears_it_died(
     start_relay: StartRelay, redis_url: str, fake_twilio: FakeTwilio
 ) -> None:
@@ -127,7 +136,7 @@ async def test_a_stream_the_relay_started_is_restarted_by_whichever_replica_hear
     async with aiohttp.ClientSession() as s, s.delete(a.http_url(f"/calls/{call_sid}/assist"), headers=auth) as r:
         assert r.status == 200
     assert await _callback(b, call_sid, "MZ" + "9" * 32, "stream-stopped") == 204
-    await asyncio.sleep(0.2)
+    await _restart_decided(b)  # a stream-stopped waits a second before deciding
     assert len([1 for kind, _, _ in fake_twilio.state.rest_calls if kind == "create"]) == 3
     assert sum(v for k, v in b.state.stats.stream_callbacks.items() if k.startswith("restart_")) == 1
 
@@ -148,7 +157,7 @@ async def test_without_redis_a_replica_knows_only_its_own_streams(
     dead = next(iter(fake_twilio.state.media_streams))
     fake_twilio.state.media_streams[dead]["status"] = "stopped"
     assert await _callback(b, call_sid, dead, "stream-error") == 204
-    await asyncio.sleep(0.2)
+    await _restart_decided(b)
     assert len([1 for kind, _, _ in fake_twilio.state.rest_calls if kind == "create"]) == 1
     assert await _callback(a, call_sid, dead, "stream-error") == 204  # the one that started it
     await wait_until(lambda: a.state.stats.stream_callbacks["restart_started"] == 1)

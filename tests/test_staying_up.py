@@ -134,7 +134,38 @@ async def test_a_stalled_model_never_stalls_the_twilio_side(
     _report("stall 1.2 s", lost, duplicated, summary)
     assert result.close_code == 1000 and lost == 0
     gaps = [b - a for a, b in zip(result.send_times, result.send_times[1:], strict=False)]
-    assert max(gaps) < 0.2  # the caller was never held up
+    assert max(gaps) < 0.2 * TIME_SCALE  # the caller was never held up
+
+
+MALFORMED_EVENTS: list[dict[str, object]] = [
+    {"type": "response.created", "response": "resp_x"},
+    {"type": "response.done", "response": ["resp_x"]},
+    {"type": "error", "error": "boom"},
+    {"type": "conversation.item.input_audio_transcription.completed", "item_id": 7, "transcript": {"t": 1}},
+    {"type": "session.updated", "session": 42},
+    {"type": "conversation.item.added", "item": "x"},  # a field the relay does not read
+    {"type": "conversation.item.input_audio_transcription.delta", "item_id": "i", "delta": "d", "usage": "x"},
+]
+
+
+async def test_malformed_server_events_mid_call_are_counted_and_the_session_carries_on(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    fake_realtime.behaviour.turns = qa_turns(2)
+    fake_realtime.behaviour.turn_every_bytes = 36_000
+    relay = await start_relay()
+    spec = CallSpec(audio={"inbound": speech_like_ulaw(2.0, seed=9)}, pace=2.0)
+    task = asyncio.create_task(stream_call(relay.ws_url(), spec, headers=relay.signed_headers()))
+    await wait_until(lambda: bool(fake_realtime.sessions) and fake_realtime.sessions[0].appends >= 2)
+    for event in MALFORMED_EVENTS:
+        await fake_realtime.send_unchecked(fake_realtime.sessions[0], dict(event))
+    result = await task
+    await wait_until(lambda: relay.state.idle, timeout_s=30)
+    summary = relay.state.recent_summaries[-1]
+    assert result.close_code == 1000
+    assert len(fake_realtime.sessions) == 1 and summary["model_reconnects"] == 0  # the reader lived on
+    assert summary["model_errors"] == {"malformed_event": 5}
+    assert summary["suggestions"] == 2  # both turns after the bad events were answered
 
 
 async def test_an_expired_session_is_replaced_without_loss(
@@ -292,7 +323,7 @@ async def test_metrics_move_as_the_call_does(start_relay: StartRelay, fake_realt
     # and on an idle loopback it is far below one batch.
     send_p50 = after['relay_audio_send_delay_recent_seconds{quantile="0.5"}']
     send_max = after['relay_audio_send_delay_recent_seconds{quantile="1.0"}']
-    assert 0 < send_p50 <= send_max < 0.1
+    assert 0 < send_p50 <= send_max < 0.1 * TIME_SCALE
 
 
 # ------------------------------------------------------------------ drain

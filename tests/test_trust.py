@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+import traceback
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 
-from relay.logs import configure_logging
+from relay.flex_auth import FlexAuthError, FlexTokenValidator
+from relay.logs import JsonFormatter, configure_logging, secrets_from_settings
+from relay.settings import Settings
 from relay.simulator import CallSpec, sign_upgrade, stream_call
 from relay.twilio_media import CloseCode
+from sync_publisher.twilio_transport import make_twilio_client
 from tests.conftest import (
     API_SECRET,
     OPENAI_KEY,
@@ -23,6 +30,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fakes.realtime_server import FakeRealtimeServer
+from tests.fakes.twilio_server import FakeTwilio
 
 WSS_MEDIA = "wss://relay.example.test/media"
 
@@ -200,12 +208,7 @@ async def _call_with_captured_logs(
     saved = (root.handlers[:], root.level)
     relay = await start_relay(**overrides)
     settings = relay.settings
-    secrets = [
-        s.get_secret_value()
-        for s in (settings.openai_api_key, settings.twilio_auth_token, settings.twilio_api_secret)
-        if s is not None
-    ]
-    configure_logging(level, secrets)
+    configure_logging(level, secrets_from_settings(settings))
     root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
     try:
         spec = CallSpec(audio={"inbound": speech_like_ulaw(1.0)}, pace=0)
@@ -258,3 +261,131 @@ async def test_sockets_that_never_start_count_toward_the_call_limit(start_relay:
         await second.close()
     await wait_until(lambda: relay.state.open_connections == 0)
     assert await _upgrade_status(relay.ws_url(), relay.signed_headers()) == 101
+
+
+# ------------------------------------------------------------------ Flex token checks
+
+
+@contextlib.asynccontextmanager
+async def _validator(fake_twilio: FakeTwilio, **options: Any) -> AsyncIterator[FlexTokenValidator]:
+    client = make_twilio_client(
+        account_sid=fake_twilio.state.account_sid, auth_token=TWILIO_TOKEN, api_base_url=fake_twilio.base_url
+    )
+    try:
+        yield FlexTokenValidator(
+            client, account_sid=fake_twilio.state.account_sid, iam_base_url=fake_twilio.base_url, **options
+        )
+    finally:
+        await client.http_client.close()
+
+
+async def test_invalid_tokens_from_one_source_cost_at_most_the_limit_of_iam_requests(fake_twilio: FakeTwilio) -> None:
+    now = [1000.0]
+    async with _validator(fake_twilio, failure_limit=5, failure_window_s=60, clock=lambda: now[0]) as validator:
+        statuses = []
+        for i in range(50):
+            with pytest.raises(FlexAuthError) as caught:
+                await validator.validate(f"made-up-token-{i}", source="203.0.113.7")
+            statuses.append(caught.value.status)
+        assert fake_twilio.state.iam_requests == 5
+        assert statuses == [401] * 5 + [429] * 45
+        assert caught.value.retry_after_s == 60
+        # Another source is not held up; this one may try again when its window is over.
+        with pytest.raises(FlexAuthError, match="invalid or expired"):
+            await validator.validate("made-up-token-x", source="198.51.100.1")
+        now[0] += 60
+        with pytest.raises(FlexAuthError, match="invalid or expired"):
+            await validator.validate("made-up-token-y", source="203.0.113.7")
+        assert fake_twilio.state.iam_requests == 7
+
+
+async def test_concurrent_invalid_tokens_are_limited_too(fake_twilio: FakeTwilio) -> None:
+    async with _validator(fake_twilio, failure_limit=5) as validator:
+        results = await asyncio.gather(
+            *(validator.validate(f"made-up-token-{i}", source="203.0.113.7") for i in range(40)),
+            return_exceptions=True,
+        )
+    assert fake_twilio.state.iam_requests == 5
+    assert sorted(r.status for r in results if isinstance(r, FlexAuthError)) == [401] * 5 + [429] * 35
+
+
+async def test_valid_tokens_never_count_against_their_source(fake_twilio: FakeTwilio) -> None:
+    for i in range(20):  # twenty agents behind one NAT
+        fake_twilio.add_agent(f"flex-token-agent-{i}", f"agent{i}", ["agent"])
+    async with _validator(fake_twilio, failure_limit=3) as validator:
+        for i in range(20):
+            identity = await validator.validate(f"flex-token-agent-{i}", source="203.0.113.7")
+            assert identity.identity == f"agent{i}"
+        with pytest.raises(FlexAuthError, match="invalid or expired"):
+            await validator.validate("made-up-token", source="203.0.113.7")
+
+
+async def test_a_cached_refusal_raises_a_fresh_exception_whose_traceback_does_not_grow(
+    fake_twilio: FakeTwilio,
+) -> None:
+    async with _validator(fake_twilio) as validator:
+        errors = []
+        for _ in range(20):
+            try:
+                await validator.validate("made-up-token", source="203.0.113.7")
+            except FlexAuthError as exc:
+                errors.append(exc)
+        assert fake_twilio.state.iam_requests == 1  # the refusal was cached
+        assert len({id(e) for e in errors}) == 20
+        depths = {len(traceback.extract_tb(e.__traceback__)) for e in errors[1:]}
+        assert len(depths) == 1
+        assert all(e.status == 401 and e.__context__ is None for e in errors)
+
+
+# ------------------------------------------------------------------ what the logs scrub
+
+
+def _secret_fields() -> list[str]:
+    return [name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)]
+
+
+# Secret settings whose validators want a shape; every other one gets a plain value.
+_SHAPED = {
+    "database_url": "postgresql://relay:pg-password-{n}@db.example:5432/relay",
+    "redis_url": "redis://:redis-password-{n}@redis.example:6379/0",
+}
+
+
+def _line(formatter: JsonFormatter, text: str) -> str:
+    return formatter.format(logging.LogRecord("relay.test", logging.ERROR, __file__, 1, text, (), None))
+
+
+def test_every_secret_setting_and_every_url_password_is_scrubbed_from_the_logs() -> None:
+    secret_fields = _secret_fields()
+    assert "twilio_webhook_shared_key" in secret_fields and "database_url" in secret_fields
+    values: dict[str, Any] = {}
+    for n, name in enumerate(secret_fields):
+        values[name] = _SHAPED.get(name, "secret-value-{n}-of-" + name).format(n=n)
+    # Every plain-text URL setting, written with credentials (a proxy, say).
+    url_fields = [
+        name
+        for name, f in Settings.model_fields.items()
+        if name.endswith("_url") and name not in secret_fields and "str" in str(f.annotation)
+    ]
+    assert {"openai_base_url", "twilio_api_base_url", "public_url"} <= set(url_fields)
+    for n, name in enumerate(url_fields):
+        values[name] = f"https://proxy-user:url-password-{n}@{name.replace('_', '-')}.example"
+    settings = Settings(**values)
+    formatter = JsonFormatter(secrets_from_settings(settings))
+    for name in secret_fields:
+        secret = values[name]
+        line = _line(formatter, f"connect failed: {secret}; retrying")
+        assert secret not in line and "[redacted]" in line, name
+    for name, url in values.items():
+        if "://" in url:
+            password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+            # Alone (a driver's message), and in the URL.
+            for text in (f"auth failed for password {password}", f"cannot reach {url}"):
+                line = _line(formatter, text)
+                assert password not in line, name
+
+
+def test_a_password_in_any_url_is_scrubbed_even_when_no_setting_holds_it() -> None:
+    line = _line(JsonFormatter(), "lost redis://:short@10.0.0.5:6379/0 and postgresql://app:pw@db/x")
+    assert "short" not in line and ":pw@" not in line
+    assert "redis://:[redacted]@10.0.0.5:6379/0" in line and "postgresql://app:[redacted]@db/x" in line

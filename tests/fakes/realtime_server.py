@@ -184,6 +184,12 @@ class FakeRealtimeServer:
         if not session.ws.closed:
             await session.ws.send_str(json.dumps(event))
 
+    async def send_unchecked(self, session: FakeSession, event: dict[str, Any]) -> None:
+        """Send an event as is, unvalidated: a server gone wrong (a field of the wrong type)."""
+        event.setdefault("event_id", self._next_id("event"))
+        if not session.ws.closed:
+            await session.ws.send_str(json.dumps(event))
+
     def _session_object(self, session: FakeSession) -> dict[str, Any]:
         if session.session_config and session.session_config.get("type") == "transcription":
             return {"type": "transcription", "audio": session.session_config.get("audio", {})}
