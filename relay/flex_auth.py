@@ -15,6 +15,7 @@ flood of made-up tokens costs Twilio nothing. A valid token never counts against
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -101,6 +102,7 @@ class FlexTokenValidator:
         self._failure_window_s = failure_window_s
         self._sources_max = sources_max
         self._windows: OrderedDict[str, _Window] = OrderedDict()  # bounded: oldest forgotten
+        self._in_flight: dict[str, asyncio.Task[FlexIdentity | FlexAuthError]] = {}
         self.requests = 0
         self.rate_limited = 0
 
@@ -117,23 +119,36 @@ class FlexTokenValidator:
             if isinstance(verdict, _Denied):
                 raise verdict.error()
             return verdict
-        window = self._window(source, now)
-        if window is not None:
-            if window.used >= self._failure_limit:
-                self.rate_limited += 1
-                raise FlexAuthError(
-                    429, "too many invalid Flex tokens; try again later", retry_after_s=math.ceil(window.ends - now)
-                )
-            window.used += 1  # taken before the request: concurrent requests count too
+        task = self._in_flight.get(key)
+        if task is None:
+            window = self._window(source, now)
+            if window is not None:
+                if window.used >= self._failure_limit:
+                    self.rate_limited += 1
+                    raise FlexAuthError(
+                        429, "too many invalid Flex tokens; try again later", retry_after_s=math.ceil(window.ends - now)
+                    )
+                window.used += 1  # taken before the request: concurrent requests count too
+            # One IAM request per token however many ask at once (a burst of one agent's
+            # requests, or many behind one proxy, must not spend the source's allowance).
+            task = asyncio.ensure_future(self._check(key, token, window))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        result = await asyncio.shield(task)  # a caller that goes away leaves the check running
+        if isinstance(result, FlexIdentity):
+            return result
+        raise FlexAuthError(result.status, result.reason)  # a fresh instance for every caller
+
+    async def _check(self, key: str, token: str, window: _Window | None) -> FlexIdentity | FlexAuthError:
         result = await self._ask_iam(token)
+        now = self._clock()
         if isinstance(result, FlexIdentity):
             if window is not None:
                 window.used -= 1  # a valid token costs its source nothing
             self._remember(key, now, result)
-            return result
-        if result.status != 503:  # never cache an outage
+        elif result.status != 503:  # never cache an outage
             self._remember(key, now, _Denied(result.status, result.reason))
-        raise result
+        return result
 
     def _remember(self, key: str, now: float, verdict: FlexIdentity | _Denied) -> None:
         self._cache[key] = (now + self._ttl, verdict)

@@ -389,3 +389,24 @@ def test_a_password_in_any_url_is_scrubbed_even_when_no_setting_holds_it() -> No
     line = _line(JsonFormatter(), "lost redis://:short@10.0.0.5:6379/0 and postgresql://app:pw@db/x")
     assert "short" not in line and ":pw@" not in line
     assert "redis://:[redacted]@10.0.0.5:6379/0" in line and "postgresql://app:[redacted]@db/x" in line
+
+
+async def test_a_burst_of_one_valid_token_costs_one_iam_request_and_no_refusal(fake_twilio: FakeTwilio) -> None:
+    # Many requests at once behind one proxy (the topology's balancer) with the same token:
+    # one IAM request answers all of them, and none is counted against the source.
+    fake_twilio.add_agent("flex-token-burst", "burst", ["agent"])
+    async with _validator(fake_twilio, failure_limit=3) as validator:
+        identities = await asyncio.gather(
+            *(validator.validate("flex-token-burst", source="203.0.113.7") for _ in range(30))
+        )
+    assert {i.identity for i in identities} == {"burst"}
+    assert fake_twilio.state.iam_requests == 1
+
+
+async def test_a_burst_of_one_invalid_token_raises_a_fresh_error_for_each_caller(fake_twilio: FakeTwilio) -> None:
+    async with _validator(fake_twilio) as validator:
+        results = await asyncio.gather(
+            *(validator.validate("made-up-token", source="203.0.113.7") for _ in range(5)), return_exceptions=True
+        )
+    assert all(isinstance(r, FlexAuthError) and r.status == 401 for r in results)
+    assert len({id(r) for r in results}) == 5 and fake_twilio.state.iam_requests == 1
