@@ -65,7 +65,7 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install --quiet 'pip-tools>=7.4,<8'
 	$(COMPILE) -o requirements/build.txt requirements/build.in
 	$(COMPILE) -o requirements/runtime.txt pyproject.toml requirements/build.in
-	$(COMPILE) --extra test --extra bench -o requirements/dev.txt pyproject.toml requirements/build.in
+	$(COMPILE) --extra test --extra bench --extra offline -o requirements/dev.txt pyproject.toml requirements/build.in
 
 test-latest: lock
 	$(MAKE) test

@@ -5,7 +5,8 @@
 Runs the relay's own path: WAV → 8 kHz μ-law → 16 kHz (audio core) → energy VAD →
 PocketSphinx → character n-gram TF-IDF retrieval. Prints word error rate against the script, with the
 in-domain language model and with PocketSphinx's general English model, and the retrieval
-hit rate against the answers the script expects.
+hit rate against the answers the script expects. `--recognizer whisper` (the `offline` extra)
+runs the Silero VAD and Whisper in place of the energy VAD and the in-domain PocketSphinx.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 from relay.audio import PcmTranscoder  # noqa: E402
 from relay.callfile import load_call_audio  # noqa: E402
 from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
-from relay.local_engine import EnergyVad, LocalConnector, SpeechEnded  # noqa: E402
+from relay.local_engine import EnergyVad, Heard, LocalConnector, SpeechEnded  # noqa: E402
 from relay.retrieval import Retriever  # noqa: E402
+from relay.whisper_recognizer import SileroVad, WhisperRecognizer  # noqa: E402
 
 
 def script(path: Path) -> list[tuple[str, str | None]]:
@@ -54,18 +57,29 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--file", default=str(ROOT / "samples" / "sample_call.wav"))
     parser.add_argument("--script", default=str(ROOT / "samples" / "sample_call.txt"))
+    parser.add_argument("--recognizer", choices=["pocketsphinx", "whisper"], default="pocketsphinx")
+    parser.add_argument("--whisper-model", default="tiny.en", help="tiny.en or base")
     args = parser.parse_args()
 
     turns = script(Path(args.script))
     ulaw = load_call_audio(Path(args.file))["inbound"]
     transcoder = PcmTranscoder(16000)
     pcm = transcoder.process(ulaw) + transcoder.flush()
-    utterances = [e.audio for e in EnergyVad().feed(pcm) if isinstance(e, SpeechEnded)]
     engine = LocalConnector(Retriever(KnowledgeBase.load(ROOT / "prompts" / "knowledge")))
+    transcribe: Callable[[bytes], Awaitable[Heard]] = engine.recognizer.transcribe
+    vad: EnergyVad | SileroVad = EnergyVad()
+    if args.recognizer == "whisper":
+        whisper = WhisperRecognizer(args.whisper_model)
+        await whisper.warm_up()
+        transcribe, vad = whisper.transcribe, whisper.new_vad()
+    utterances = [e.audio for e in vad.feed(pcm) if isinstance(e, SpeechEnded)]
+    if (last := vad.flush()) is not None:
+        utterances.append(last.audio)
+    print(f"recognizer: {args.recognizer}" + (f" {args.whisper_model}" if args.recognizer == "whisper" else ""))
     print(f"{len(utterances)} utterances found by the VAD, {len(turns)} turns in the script")
 
     started = time.process_time()
-    domain = [(await engine.recognizer.transcribe(u)).text for u in utterances]
+    domain = [(await transcribe(u)).text for u in utterances]
     domain_cpu = time.process_time() - started
     general = general_model_transcribe(utterances)
 
@@ -84,7 +98,7 @@ async def main() -> None:
             false_alarms += 1
         print(f"{reference[:45]:45} | {hyp_d[:40]:40} | {hyp_g[:40]}")
     print()
-    print(f"word error rate, in-domain LM : {errors_d / total:6.1%}  ({errors_d}/{total} words)")
+    print(f"word error rate, {args.recognizer:13}: {errors_d / total:6.1%}  ({errors_d}/{total} words)")
     print(f"word error rate, general LM   : {errors_g / total:6.1%}  ({errors_g}/{total} words)")
     print(f"retrieval hit rate            : {hits}/{expected_hits}  (suggestions on small talk: {false_alarms})")
     audio_s = len(pcm) / 32000

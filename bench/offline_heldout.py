@@ -9,6 +9,10 @@ transcoder). None of these sentences is in the knowledge base or the language da
 knowledge questions are phrased differently, and there are off-topic and small-talk turns.
 Reports word error rate, and for each retrieval gate: right cards, wrong cards (per call) and
 recall. The engine should prefer no card to a wrong card.
+
+`--recognizer whisper` (the `offline` extra) measures Whisper in place of PocketSphinx
+(`--whisper-model tiny.en|base`); the confidence floors then apply to Whisper's mean token
+probability.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from relay.audio import PcmTranscoder  # noqa: E402
 from relay.callfile import load_call_audio  # noqa: E402
 from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
-from relay.local_engine import LocalConnector  # noqa: E402
+from relay.local_engine import Heard, LocalConnector  # noqa: E402
 from relay.retrieval import Retriever  # noqa: E402
 
 # (what the customer says, the passage id that answers it or None)
@@ -74,14 +79,28 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gates", default="0.2,0.225,0.25,0.3,0.35")
     parser.add_argument("--confidences", default="0,0.5,0.6,0.7,0.8,0.9")
+    parser.add_argument("--recognizer", choices=["pocketsphinx", "whisper"], default="pocketsphinx")
+    parser.add_argument("--whisper-model", default="tiny.en", help="tiny.en or base")
+    parser.add_argument("--beam", type=int, default=5, help="Whisper beam size")
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         print("espeak-ng is needed: apt-get install espeak-ng", file=sys.stderr)
         return 2
     gates = [float(g) for g in args.gates.split(",")]
     engine = LocalConnector(Retriever(KnowledgeBase.load(ROOT / "prompts" / "knowledge")))
+    transcribe: Callable[[bytes], Awaitable[Heard]] = engine.recognizer.transcribe
+    if args.recognizer == "whisper":
+        from relay.whisper_recognizer import WhisperRecognizer
+
+        whisper = WhisperRecognizer(args.whisper_model, beam_size=args.beam)
+        transcribe = whisper.transcribe
+    print(
+        f"recognizer: {args.recognizer}"
+        + (f" {args.whisper_model}, beam {args.beam}" if args.recognizer == "whisper" else "")
+    )
     rng = np.random.default_rng(7)
     errors = words = 0
+    by_noise: dict[float | None, list[int]] = {snr: [0, 0] for snr in NOISE_SNR_DB}  # errors, words
     results: list[tuple[str | None, str | None, float, float]] = []  # expected, best, score, confidence
     calls = 0
     with tempfile.TemporaryDirectory(prefix="relay-heldout-") as tmp:
@@ -93,20 +112,26 @@ async def main() -> int:
                         ulaw = load_call_audio(synthesize(text, voice, rate, Path(tmp)))["inbound"]
                         transcoder = PcmTranscoder(16000)
                         pcm = transcoder.process(add_noise(ulaw, snr, rng)) + transcoder.flush()
-                        heard = await engine.recognizer.transcribe(pcm)
+                        heard = await transcribe(pcm)
                         e, n = word_error_rate(text, heard.text)
                         errors, words = errors + e, words + n
+                        by_noise[snr][0] += e
+                        by_noise[snr][1] += n
                         hits = engine.retriever.search(heard.text, k=1)
                         best = hits[0] if hits else None
                         results.append(
                             (expected, best.passage.id if best else None, best.score if best else 0.0, heard.confidence)
                         )
     await engine.aclose()
+    if args.recognizer == "whisper":
+        whisper.close()
     answerable = sum(1 for expected, *_ in results if expected)
     print(
         f"{calls} calls ({len(VOICES)} voices × {len(RATES)} rates × {len(NOISE_SNR_DB)} noise levels), "
         f"{len(SCRIPT)} turns each; word error rate {errors / words:.1%} ({errors}/{words} words)"
     )
+    for snr, (e, n) in by_noise.items():
+        print(f"  {'clean' if snr is None else f'{snr:g} dB SNR'}: word error rate {e / n:.1%} ({e}/{n} words)")
     confidences = [float(c) for c in args.confidences.split(",")]
     header = f"{'gate':>6} {'confidence':>10} {'right cards':>12} {'wrong cards':>12} {'wrong/call':>11} {'recall':>7}"
     print(header + f" {'precision':>10}")

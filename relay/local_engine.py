@@ -1,12 +1,13 @@
 """Offline engine: the same session seam as the OpenAI adapter, on this machine only.
 
-Turn detection with an energy VAD, recognition with PocketSphinx (its en-us acoustic model
-ships in the PyPI package) using a trigram language model built at startup from the
-knowledge base, and a passage picked by the relay's retrieval (relay/retrieval.py). It emits the
-same `ModelEvent`s as the Realtime adapter, so the bridge, publisher and metrics run
-unchanged. It is a real recognizer and real retrieval, measured by
-`bench/offline_accuracy.py`; it is meant for evaluation and demos, not for call volume
-(recognition runs on one worker thread).
+Recognition is Whisper behind the Silero VAD (relay/whisper_recognizer.py) when the `offline`
+extra is installed, else PocketSphinx (its en-us acoustic model ships in the PyPI package)
+behind an energy VAD, with a trigram language model built at startup from the knowledge base
+(RELAY_OFFLINE_RECOGNIZER chooses). A passage is picked by the relay's retrieval
+(relay/retrieval.py). It emits the same `ModelEvent`s as the Realtime adapter, so the bridge,
+publisher and metrics run unchanged. It is a real recognizer and real retrieval, measured by
+`bench/offline_accuracy.py`, `bench/offline_heldout.py` and `bench/whisper_bench.py`; it is
+meant for evaluation and demos, not for call volume (a few concurrent calls per machine).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -156,11 +157,37 @@ class Heard:
     confidence: float  # 0–1: mean word posterior
 
 
+class TurnDetector(Protocol):
+    def feed(self, pcm: bytes) -> list[SpeechBegan | SpeechEnded]: ...
+
+    def flush(self) -> SpeechEnded | None: ...
+
+
+class SpeechRecognizer(Protocol):
+    """What the offline engine needs of a recognizer (PocketSphinx here, Whisper in
+    relay/whisper_recognizer.py)."""
+
+    name: str
+    vocabulary_words: frozenset[str]
+
+    async def transcribe(self, pcm16: bytes) -> Heard: ...
+
+    async def warm_up(self) -> None: ...
+
+    def new_vad(self) -> TurnDetector: ...
+
+    def close(self) -> None: ...
+
+    async def close_when_idle(self) -> None: ...
+
+
 class Recognizer:
     """PocketSphinx with an in-domain LM and a dictionary cut down to its words.
 
     Runs on one worker thread that owns the decoder (PocketSphinx is not thread-safe).
     """
+
+    name = "pocketsphinx"
 
     def __init__(self, kb: KnowledgeBase) -> None:
         from pocketsphinx import get_model_path
@@ -218,6 +245,9 @@ class Recognizer:
     async def warm_up(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._ensure_decoder)
 
+    def new_vad(self) -> EnergyVad:
+        return EnergyVad()
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._dir.cleanup()
@@ -228,16 +258,34 @@ class Recognizer:
         self._dir.cleanup()
 
 
+def make_recognizer(kb: KnowledgeBase, choice: str = "auto", whisper_model: str = "tiny.en") -> SpeechRecognizer:
+    """Whisper when the `offline` extra is installed (or asked for), else PocketSphinx."""
+    from .whisper_recognizer import WhisperRecognizer, choose_recognizer
+
+    kind, reason = choose_recognizer(choice, whisper_model)
+    if kind == "whisper":
+        return WhisperRecognizer(whisper_model)
+    log.info("offline recognizer: pocketsphinx", extra={"reason": reason})
+    return Recognizer(kb)
+
+
 # ---------------------------------------------------------------------------- the seam
 
 
 class LocalConnector:
     def __init__(
-        self, retriever: Retriever, *, min_score: float = DEFAULT_MIN_SCORE, min_confidence: float = 0.0
+        self,
+        retriever: Retriever,
+        *,
+        min_score: float = DEFAULT_MIN_SCORE,
+        min_confidence: float = 0.0,
+        recognizer: str = "auto",
+        whisper_model: str = "tiny.en",
     ) -> None:
-        """`retriever` is the relay's (one index per knowledge base, shared with the tool)."""
+        """`retriever` is the relay's (one index per knowledge base, shared with the tool);
+        `recognizer` is RELAY_OFFLINE_RECOGNIZER (`auto`, `whisper` or `pocketsphinx`)."""
         self.retriever = retriever
-        self.recognizer = Recognizer(retriever.knowledge)
+        self.recognizer: SpeechRecognizer = make_recognizer(retriever.knowledge, recognizer, whisper_model)
         self.min_score = min_score
         self.min_confidence = min_confidence
         self._ids = itertools.count(1)
@@ -249,6 +297,9 @@ class LocalConnector:
     async def use_knowledge(self, retriever: Retriever) -> None:
         """Swap in a reloaded knowledge base (and its index): a new language model, built off
         the event loop. Turns already being transcribed finish on the old recognizer."""
+        if not isinstance(self.recognizer, Recognizer):
+            self.retriever = retriever  # Whisper's open vocabulary does not depend on the knowledge
+            return
         recognizer = await asyncio.get_running_loop().run_in_executor(None, Recognizer, retriever.knowledge)
         await recognizer.warm_up()
         old = self.recognizer
@@ -271,7 +322,10 @@ class LocalSession:
     def __init__(self, engine: LocalConnector, *, answer: bool = True) -> None:
         self._engine = engine
         self._answer_turns = answer
-        self._vad = EnergyVad()
+        self._vad = engine.recognizer.new_vad()
+        # One decode queue per call: its turns are transcribed in order, and a call never
+        # holds more than one of the recognizer's workers while other calls wait.
+        self._decode_order = asyncio.Lock()
         self._queue: asyncio.Queue[ModelEvent] = asyncio.Queue()
         self._closed = False
         self._item: str | None = None
@@ -308,7 +362,8 @@ class LocalSession:
 
     async def _answer(self, item: str, utterance: bytes, response: str | None) -> None:
         engine = self._engine
-        heard = await engine.recognizer.transcribe(utterance)
+        async with self._decode_order:
+            heard = await engine.recognizer.transcribe(utterance)
         text = heard.text
         self._queue.put_nowait(TranscriptCompleted(item, text))
         if response is None:

@@ -38,7 +38,7 @@ async def test_demo_plays_the_sample_call_offline_and_exits_cleanly(tmp_path: Pa
     env = {"OPENAI_API_KEY": "sk-test-unused", "RELAY_DATA_DIR": str(tmp_path)}
     code, out, err = await _relay_cli("demo", "--fast", "--port", "0", env=env)
     assert code == 0, err
-    assert "(offline engine: PocketSphinx + knowledge base)" in out
+    assert "(offline engine: PocketSphinx (RELAY_OFFLINE_RECOGNIZER=pocketsphinx) + knowledge base)" in out
     assert "console: http://127.0.0.1:" in out and "--hold keeps it" in out
     # What matters is an answer to each of the sample's questions, not the recognizer's exact output.
     for question in ("Where is my order?", "How long does a refund take?", "How do I reset my password?"):

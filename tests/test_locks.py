@@ -38,7 +38,7 @@ def _wanted(*extras: str) -> list[Requirement]:
     return [Requirement(n) for n in names]
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("runtime.txt", ()), ("dev.txt", ("test", "bench"))])
+@pytest.mark.parametrize(("lock", "extras"), [("runtime.txt", ()), ("dev.txt", ("test", "bench", "offline"))])
 def test_every_requirement_is_pinned_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
     pins = _pins(lock)
     for req in _wanted(*extras):
