@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from sync_publisher import PublisherConfig, SyncPublisher, SyncTransport
 from sync_publisher.twilio_transport import TwilioSyncTransport, make_twilio_client
 
-from . import console, http_api, media_ws, records_api
+from . import console, http_api, media_ws, records_api, wrapup_api
 from .bundled import DataDirs
 from .call_directory import LocalDirectory, RedisDirectory
 from .errors import ConfigurationError
@@ -33,6 +33,7 @@ from .realtime import RealtimeConnector
 from .records import Records, open_store
 from .retrieval import Retriever
 from .settings import Settings
+from .stall_monitor import StallMonitor
 from .state import RELAY, RelayState
 from .stream_control import StreamControl
 from .summarizer import ExtractiveSummarizer, OpenAISummarizer, Summarizer
@@ -41,6 +42,7 @@ from .task_ledger import LocalTaskLedger, RedisTaskLedger, TaskLedger
 from .task_policy import compile_policy
 from .taskrouter import DriverConfig, TaskRouterDriver
 from .twilio_media import CloseCode
+from .usage import PriceFileError, startup_prices
 from .wrapup import Dispositions
 from .wrapup_service import WrapUpService
 
@@ -85,6 +87,15 @@ def create_app(
         extra={"folder": str(dirs.knowledge), "origin": dirs.knowledge_origin, "passages": len(knowledge.passages)},
     )
     wrapup_files = _load_wrapup_files(settings, dirs) if settings.wrapup else None
+    try:  # the price table every call is billed at: a bad file stops the relay here, not mid-call
+        openai = settings.effective_engine == "openai"
+        startup_prices(
+            settings.prices_file,
+            realtime=[settings.realtime_model] if openai else [],
+            transcription=[settings.transcription_model] if openai else [],
+        )
+    except PriceFileError as exc:
+        raise ConfigurationError(f"RELAY_PRICES_FILE: {exc}") from None
     state = RelayState(settings=settings, prompts=prompts, retriever=Retriever(knowledge))
     if settings.twilio_auth_token is not None:
         state.request_validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
@@ -95,6 +106,7 @@ def create_app(
     app.router.add_get("/ws/{callSid}", media_ws.media_handler)
     http_api.add_routes(app)
     records_api.add_routes(app)
+    wrapup_api.add_routes(app)
     console.add_routes(app)
 
     async def adapters(app: web.Application) -> AsyncIterator[None]:
@@ -121,6 +133,9 @@ def create_app(
             stack.callback(lag_task.cancel)
             state.metrics.watch_gc()
             stack.callback(state.metrics.unwatch_gc)
+            if settings.stall_monitor_ms > 0:
+                stalls = StallMonitor.start_on(state.metrics.registry, settings.stall_monitor_ms / 1000)
+                stack.callback(stalls.stop)
             yield
             await drain(state, deadline_s=0.0)
 
@@ -151,12 +166,17 @@ async def _set_up_adapters(
                 state.retriever,
                 min_score=settings.retrieval_min_score,
                 min_confidence=settings.local_min_confidence,
+                recognizer=settings.offline_recognizer,
+                whisper_model=settings.whisper_model,
             ),
         )
         stack.push_async_callback(local.aclose)
         await local.recognizer.warm_up()
         state.connector = local
-        log.info("offline engine ready", extra={"vocabulary": len(local.recognizer.vocabulary_words)})
+        log.info(
+            "offline engine ready",
+            extra={"recognizer": local.recognizer.name, "vocabulary": len(local.recognizer.vocabulary_words)},
+        )
     elif settings.openai_api_key is not None:
         from .openai_realtime import OpenAIConnector
 
@@ -336,6 +356,8 @@ def _warm_up(state: RelayState) -> None:
 def _warn_about_open_doors(settings: Settings, state: RelayState) -> None:
     if state.request_validator is None and settings.media_api_key is None:
         log.warning("media endpoint is unauthenticated: set TWILIO_AUTH_TOKEN and RELAY_PUBLIC_URL")
+    if not settings.redact:
+        log.warning("redaction is off (RELAY_REDACT=false): card numbers and personal data are stored and sent as said")
     if state.sync is None:
         log.warning("Twilio Sync is not configured: messages go to the in-process hub (console only)")
         if console.console_opened(settings) and settings.console_token is None and state.flex_validator is None:

@@ -12,6 +12,15 @@ Timestamps come from the caller's side of the socket and are not trusted: a jump
 the track is padded with at most `GAP_LIMIT` of silence and carries on from there, so memory
 per call stays bounded whatever the timestamps say.
 
+Redaction (`hold_back`): spans of the call can be silenced after the fact, when an
+utterance's final transcript turns out to hold a card number. The recorder keeps the newest
+audio back (at least `min_lag_s`, and from the start of every utterance still open, `hold`,
+until its final is in, `release`), so a span is silenced before it is ever written: nothing to
+rewrite, and a crashed process never leaves the digits on disk. Bounded: audio older than
+`max_hold_s` is written whatever is open (a span that comes later than that is counted in
+`late_masks`); at 8 kHz μ-law that is 16 kB a second and track, 0.5 MB a call at 30 s.
+Paused calls (payments) record silence in place of the audio (`add(silent=True)`).
+
 A crash keeps what was written: after each block the FLAC header's sample count is set to
 the samples already encoded (whole 4,096-sample FLAC blocks), so an unclosed file decodes up
 to its last block; a normal end closes the file with its exact length and checksum.
@@ -123,18 +132,31 @@ class AudioRecorder:
         self._pending: list[concurrent.futures.Future[int]] = []
         self.errors = 0
         self.discontinuities = 0
+        # Redaction: the first frame's position (call time 0 in samples), the hold-back
+        # window (0: off), open utterances' starts, and spans to silence, all in absolute
+        # samples (buffer position + `_flushed`).
+        self._zero: int | None = None
+        self._min_lag = 0
+        self._max_hold = 0
+        self._holds: dict[str, int] = {}
+        self._masks: list[tuple[int, int]] = []
+        self.late_masks = 0
+        self.holds_expired = 0
 
-    def add(self, media: Media) -> None:
-        """Per frame (both tracks, 50/s each): a few integer operations and an append."""
+    def add(self, media: Media, *, silent: bool = False) -> None:
+        """Per frame (both tracks, 50/s each): a few integer operations and an append.
+        `silent`: the frame's place is kept, its sound is not (a paused call)."""
         buf = self._tracks.get(media.track)
         if buf is None:
             return
-        payload = media.payload
+        payload = _SILENCE * len(media.payload) if silent else media.payload
         if media.timestamp_ms is not None:
             position = media.timestamp_ms * 8 + self._shift[media.track]
             origin = self._origin
             if origin is None:  # the stream's first frame: its clock counts from here
                 origin = self._origin = position - len(buf)
+                if self._zero is None:
+                    self._zero = position
             target = position - origin
             n = len(buf)
             if target - n > GAP_LIMIT or n - target > GAP_LIMIT:
@@ -174,27 +196,96 @@ class AudioRecorder:
         self._origin = None
         self._shift = dict.fromkeys(self._shift, 0)
 
-    def _flush_if_ready(self) -> None:
+    # ------------------------------------------------------------------ redaction
+
+    def hold_back(self, min_lag_s: float, max_hold_s: float) -> None:
+        """Keep at least `min_lag_s` of the newest audio unwritten, and open utterances up to
+        `max_hold_s`, so spans found later can still be silenced."""
+        self._min_lag = int(min_lag_s * RATE)
+        self._max_hold = max(self._min_lag, int(max_hold_s * RATE))
+
+    def _sample(self, at_s: float) -> int:
+        """A call-time position (seconds, the bridge's clock) as an absolute sample."""
+        return max(0, round(at_s * RATE) - (self._zero or 0))
+
+    def hold(self, key: str, at_s: float) -> None:
+        """An utterance started at `at_s`: write nothing from there until `release(key)`."""
+        if self._max_hold and len(self._holds) < 256:  # bounded: utterances that never end
+            self._holds[key] = self._sample(at_s)
+
+    def release(self, key: str) -> None:
+        self._holds.pop(key, None)
+
+    def mask(self, start_s: float, end_s: float) -> bool:
+        """Silence both channels over [start_s, end_s); False if part of it was written already
+        (counted in `late_masks`)."""
+        first, last = self._sample(start_s), self._sample(end_s)
+        if last <= first:
+            return True
+        late = first < self._flushed
+        if late:
+            self.late_masks += 1
+            late_s = (self._flushed - first) / RATE
+            log.warning("a redacted span was already written to the call audio", extra={"late_s": late_s})
+        if last > self._flushed:
+            self._masks.append((max(first, self._flushed), last))
+        return not late
+
+    def _writable(self, longest: int) -> int:
+        """How many buffered samples may be written now (hold-back)."""
+        limit = longest - self._min_lag
+        if self._holds:
+            limit = min(limit, min(self._holds.values()) - self._flushed)
+        floor = longest - self._max_hold
+        if limit < floor:  # held past the bound: write anyway, and forget the holds it passes
+            limit = floor
+            expired = [k for k, at in self._holds.items() if at < self._flushed + floor]
+            for key in expired:
+                del self._holds[key]
+            self.holds_expired += len(expired)
+        return max(0, limit)
+
+    def _silence_masked(self, chunk: bytes) -> bytes:
+        """`chunk` (starting at `_flushed`) with the masked spans in it silenced."""
+        start, end = self._flushed, self._flushed + len(chunk)
+        if not any(a < end and b > start for a, b in self._masks):
+            return chunk
+        out = bytearray(chunk)
+        for a, b in self._masks:
+            lo, hi = max(a, start), min(b, end)
+            if lo < hi:
+                out[lo - start : hi - start] = _SILENCE * (hi - lo)
+        return bytes(out)
+
+    # ------------------------------------------------------------------ writing
+
+    def _ready_count(self) -> int:
         lengths = [len(b) for b in self._tracks.values()]
-        if min(lengths) >= BLOCK_SAMPLES or max(lengths) >= BLOCK_SAMPLES + _LAG_LIMIT:
-            self._flush()
+        longest = max(lengths)
+        count = max(min(lengths), longest - _LAG_LIMIT)  # never wait more than the lag limit for a track
+        if self._max_hold:
+            count = min(count, self._writable(longest))
+        return count - count % 160  # whole 20 ms frames
+
+    def _flush_if_ready(self) -> None:
+        count = self._ready_count()
+        if count >= BLOCK_SAMPLES:
+            self._flush(count)
         longest = max(len(b) for b in self._tracks.values())
         self._check_at = longest + 800  # look again in 100 ms of audio, not every frame
 
-    def _flush(self, final: bool = False) -> None:
-        longest = max(len(b) for b in self._tracks.values())
-        if final:
-            count = longest
-        else:
-            ready = min(len(b) for b in self._tracks.values())
-            count = max(ready, longest - _LAG_LIMIT)  # never wait more than the lag limit for a track
-            count -= count % 160  # whole 20 ms frames
+    def _flush(self, count: int | None = None) -> None:
+        """Write `count` samples of each track (None: everything, at the end of the call)."""
+        if count is None:
+            count = max(len(b) for b in self._tracks.values())
         if count <= 0:
             return
         chunks = []
         for buf in self._tracks.values():
-            chunks.append(bytes(buf[:count]))
+            chunk = bytes(buf[:count])
+            chunks.append(self._silence_masked(chunk) if self._masks else chunk)
             del buf[:count]
+        self._masks = [(a, b) for a, b in self._masks if b > self._flushed + count]
         self._flushed += count
         if self._origin is not None:
             self._origin += count  # buffer position 0 moved on by `count` samples
@@ -208,7 +299,7 @@ class AudioRecorder:
 
     async def close(self) -> str | None:
         """Write the rest and close the file; returns its path (None if nothing was recorded)."""
-        self._flush(final=True)
+        self._flush()
         try:
             for future in self._pending:
                 await asyncio.wrap_future(future)

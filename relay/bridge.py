@@ -26,6 +26,7 @@ from typing import Any
 from sync_publisher import Channel, StreamReport, messages
 
 from .audio import Transcoder, make_transcoder
+from .call_privacy import HOLD_MAX_S, HOLD_MIN_S, CallPrivacy, PrivacyConfig, redaction_config
 from .call_record import CallRecord, GivenSuggestion, Line
 from .insights import Insight, InsightTracker, is_question, sentences
 from .knowledge_tool import SEARCH_TOOL, ToolAnswer, answer_tool_call
@@ -35,12 +36,14 @@ from .model_events import (
     ResponseDone,
     ResponseStarted,
     ResponseTextDone,
+    ResponseUsage,
     SpeechStarted,
     SpeechStopped,
     ToolCall,
     TranscriptCompleted,
     TranscriptDelta,
     TranscriptFailed,
+    TranscriptionUsage,
 )
 from .model_link import LinkConfig, LinkCounters, ModelLink
 from .prompts import PromptLibrary
@@ -51,7 +54,8 @@ from .retrieval import DEFAULT_MIN_SCORE, Retriever
 from .settings import Settings
 from .suggestions import parse_model_answer
 from .twilio_media import Media, Start
-from .wrapup import WrapUpRequest, WrapUpResult
+from .usage import CallUsage, PriceTable, Truncation, prices_at
+from .wrapup import WrapUpRequest, WrapUpResult, redact_result
 from .wrapup_service import TaskRef, WrapUpService
 
 log = logging.getLogger("relay.bridge")
@@ -76,6 +80,7 @@ class BridgeConfig:
     flush_deadline_s: float = 5.0
     log_transcripts: bool = False
     context_turns: int = 12
+    privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
 
 
 class _TrackPipe:
@@ -169,8 +174,16 @@ class CallBridge:
         seed_context: Sequence[str] = (),
         on_context: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        prices: PriceTable | None = None,
+        model: str = "unknown",
+        max_cost_usd: float | None = None,
     ) -> None:
         self.call_sid = start.call_sid
+        # What the call's model sessions billed (DESIGN §6a); past `max_cost_usd`, transcripts only.
+        self.usage = CallUsage(model)
+        self.prices = prices if prices is not None else prices_at(None)
+        self._max_cost_usd = max_cost_usd
+        self.budget_exceeded = False
         self.stream_sid = start.stream_sid
         self.tracks = start.tracks
         self.prompt_name = prompt_name
@@ -220,6 +233,13 @@ class CallBridge:
         self.wrapup_result: WrapUpResult | None = None
         self.recorder = recorder
         self._audio = recorder.audio if recorder is not None else None
+        # Redaction of every text leaving the call, the audio spans it silences, and pauses.
+        self.privacy = CallPrivacy(config.privacy, clock)
+        if self._audio is not None and self.privacy.enabled:
+            self._audio.hold_back(HOLD_MIN_S, HOLD_MAX_S)
+        # The call's agent (stream parameters, when known): who may pause it besides a supervisor.
+        self.agent_identity = start.custom_parameters.get("WorkerIdentity") or None
+        self.agent_worker_sid = start.custom_parameters.get("WorkerSid") or None
         if recorder is not None:
             worker = start.custom_parameters.get("WorkerIdentity") or start.custom_parameters.get("WorkerSid")
             recorder.started(self.stream_sid or "", prompt_name, engine, task.task_sid if task else None, worker)
@@ -247,6 +267,13 @@ class CallBridge:
             return
         if self._finished:
             self.dropped["after_call_end"] += 1
+            return
+        if self.privacy.paused_since is not None and not self._pause_over():
+            self.dropped["paused"] += 1  # a payment: the model hears nothing, the recording silence
+            if media.timestamp_ms is not None and media.timestamp_ms > self._clock_ms:
+                self._clock_ms = media.timestamp_ms
+            if self._audio is not None:
+                self._audio.add(media, silent=True)
             return
         pipe.add(media, self._clock_base_ms)
         if media.timestamp_ms is not None and media.timestamp_ms > self._clock_ms:
@@ -283,9 +310,11 @@ class CallBridge:
         elif isinstance(event, SpeechStarted):
             if len(self._said_at) < 1000:
                 self._said_at[event.item_id] = self._heard(ASSISTED_TRACK)
+            self._speech_started("customer", event.item_id, ASSISTED_TRACK)
         elif isinstance(event, SpeechStopped):
             self._last_speech_stopped = self._clock()
             self._turn_ended_at = self._heard(ASSISTED_TRACK)
+            self.privacy.speech_stopped("customer", event.item_id, self._turn_ended_at)
         elif isinstance(event, ResponseStarted):
             if len(self._response_turn) >= 100:  # bounded: responses that never finished
                 self._response_turn.pop(next(iter(self._response_turn)))
@@ -296,6 +325,8 @@ class CallBridge:
             self._response_turn.pop(event.response_id, None)
             if event.status != "completed":
                 self.events[f"response_{event.status}"] += 1
+        elif isinstance(event, ResponseUsage | TranscriptionUsage):
+            self._on_usage(event)
         elif isinstance(event, ModelError):
             log.warning(
                 "model error",
@@ -303,15 +334,29 @@ class CallBridge:
             )
 
     def on_transcription_event(self, event: ModelEvent, speaker: str) -> None:
-        if isinstance(event, TranscriptDelta):
+        if isinstance(event, SpeechStarted):  # the agent's transcription session
+            self._speech_started(speaker, event.item_id, AGENT_TRACK)
+        elif isinstance(event, SpeechStopped):
+            self.privacy.speech_stopped(speaker, event.item_id, self._heard(AGENT_TRACK))
+        elif isinstance(event, TranscriptDelta):
             key = (speaker, event.item_id)
             text = self._partial_text.get(key, "") + event.delta
             self._partial_text[key] = text
             self.partials += 1
-            self._channel.publish(messages.transcript(speaker, text, final=False, utterance_id=event.item_id))
+            shown = None if self.privacy.paused else self.privacy.partial(text)
+            if shown is None:  # paused, or ends in a number still being said: the next shows it
+                self.events["partials_held"] += 1
+                return
+            self._channel.publish(messages.transcript(speaker, shown, final=False, utterance_id=event.item_id))
         elif isinstance(event, TranscriptCompleted):
             self._partial_text.pop((speaker, event.item_id), None)
             text = event.transcript.strip()
+            if self.privacy.paused:  # said while paused for a payment: kept nowhere, its audio silenced
+                self.events["transcripts_paused"] += 1
+                self._utterance_done(speaker, event.item_id, masked=bool(text))
+                return
+            text, masked = self.privacy.final(text)
+            self._utterance_done(speaker, event.item_id, masked=masked)
             if not text:
                 return
             self.transcripts += 1
@@ -335,9 +380,78 @@ class CallBridge:
                 log.info("transcript", extra={"speaker": speaker, "text": text})
         elif isinstance(event, TranscriptFailed):
             self._partial_text.pop((speaker, event.item_id), None)
+            self._utterance_done(speaker, event.item_id, masked=False)
             self.events[f"transcription_failed:{event.code}"] += 1
+        elif isinstance(event, TranscriptionUsage):
+            self._on_usage(event)
         elif isinstance(event, ModelError):
             log.warning("transcription error", extra={"speaker": speaker, "code": event.code})
+
+    def _on_usage(self, event: ResponseUsage | TranscriptionUsage) -> None:
+        """Count what a response or a transcription billed; past the budget, transcripts only."""
+        if isinstance(event, ResponseUsage):
+            added = self.usage.add_response(event.usage) is not None
+        else:
+            added = self.usage.add_transcription(event.usage, event.model) is not None
+        if not added:
+            self.events["usage_refused"] += 1
+            return
+        budget = self._max_cost_usd
+        if budget is None or self.budget_exceeded:
+            return
+        cost = self.usage.cost_usd(self.prices)
+        if cost is not None and cost > budget:
+            self.budget_exceeded = True
+            self.events["budget_exceeded"] += 1
+            self.link.stop_responses()
+            log.warning(
+                "call budget passed: transcripts only", extra={"cost_usd": round(cost, 4), "budget_usd": budget}
+            )
+            self._status("degraded", f"call cost ${cost:.2f} passed the ${budget:.2f} budget: transcripts only")
+
+    # ------------------------------------------------------------------ privacy
+
+    def _speech_started(self, speaker: str, item_id: str, track: str) -> None:
+        """Hold the recording back from here until this utterance's final is in."""
+        start = self.privacy.speech_started(speaker, item_id, self._heard(track))
+        if start is not None and self._audio is not None:
+            self._audio.hold(f"{speaker}:{item_id}", start)
+
+    def _utterance_done(self, speaker: str, item_id: str, *, masked: bool) -> None:
+        """Silence the utterance's audio if its final had something masked, then let it be written."""
+        track = AGENT_TRACK if speaker == "agent" else ASSISTED_TRACK
+        span = self.privacy.utterance_done(speaker, item_id, self._heard(track), masked)
+        if span is not None and self.recorder is not None and self._audio is not None:
+            self.recorder.event(span.start_s, "audio_masked", span.as_dict())
+        if self._audio is not None:
+            if span is not None and not self._audio.mask(span.start_s, span.end_s):
+                self.privacy.late_masks += 1
+            self._audio.release(f"{speaker}:{item_id}")
+
+    def pause(self) -> bool:
+        """A payment: no audio to the model, no transcripts, silence in the recording, until
+        `resume()` or RELAY_PAUSE_MAX_S. False if already paused or the call is ending."""
+        if self._finished or not self.privacy.pause(self._elapsed()):
+            return False
+        for pipe in self._pipes.values():
+            pipe.flush()  # what was said before the pause still reaches the model
+        self._partial_text.clear()
+        self._status("paused", "paused for a payment: nothing heard, transcribed or recorded")
+        return True
+
+    def resume(self, *, expired: bool = False) -> bool:
+        """False if not paused."""
+        if not self.privacy.resume(self._elapsed(), event="expired" if expired else "resumed"):
+            return False
+        reason = f"pause ended after {self.privacy.config.pause_max_s:g} s" if expired else "resumed"
+        self._status("resumed", reason)
+        return True
+
+    def _pause_over(self) -> bool:
+        if self.privacy.pause_expired():
+            self.resume(expired=True)
+            return True
+        return False
 
     def _heard(self, track: str) -> float:
         """Where in the call's audio (seconds) the model is on `track`: model events (speech
@@ -410,6 +524,10 @@ class CallBridge:
         if parsed is None:
             self.suggestions_empty += 1
             return
+        # The model may quote what it heard (a card number read out): masked like the lines.
+        parsed = dataclasses.replace(
+            parsed, question=self.privacy.text(parsed.question), answer=self.privacy.text(parsed.answer)
+        )
         sources = self._resolve_sources(parsed.sources)
         if self._already_answered(sources):
             self.suggestions_suppressed += 1  # the agent already said what these passages say
@@ -499,13 +617,15 @@ class CallBridge:
             self._finished = True
             await asyncio.gather(*(link.finish(self._config.flush_deadline_s) for link in self.links))
             if self._wrapup is not None and not continues_elsewhere:
-                self.wrapup_result = await self._wrapup.compose(self._wrapup_request())
+                result = await self._wrapup.compose(self._wrapup_request())
+                self.wrapup_result = redact_result(result, self.privacy.text)
                 self._channel.publish(messages.summary(self.wrapup_result.message_body()))
         except BaseException as exc:  # cancellation included: the cleanup below must run
             failed = exc
             raise
         finally:
             self._finished = True
+            self.privacy.resume(self._elapsed(), event="ended")  # ended paused: its span goes in the record
             summary = await self._close(reason, continues_elsewhere, failed)
         return summary
 
@@ -613,6 +733,8 @@ class CallBridge:
             "events": dict(self.events),
             "insights": self.insights_published,
             "sync": report.as_dict(),
+            "privacy": self.privacy.summary(),
+            "usage": self.usage.to_summary(self.prices),
         }
         if self.task is not None:
             summary["task_sid"] = self.task.task_sid
@@ -673,6 +795,11 @@ def build_bridge(
         append_batch_ms=settings.append_batch_ms,
         flush_deadline_s=settings.sync_flush_deadline_s,
         log_transcripts=settings.log_transcripts,
+        privacy=PrivacyConfig(
+            redact=settings.redact,
+            redaction=redaction_config(settings.redact_entities),
+            pause_max_s=settings.pause_max_s,
+        ),
         link=LinkConfig(
             buffer_max_bytes=settings.audio_buffer_max_ms * bytes_per_ms,
             max_attempts=settings.reconnect_max_attempts,
@@ -696,6 +823,7 @@ def build_bridge(
         # The OpenAI model grounds its answers through the knowledge tool; the offline engine
         # retrieves by itself.
         tools=(SEARCH_TOOL,) if settings.knowledge_tool and audio_format != "pcm16k" else (),
+        truncation=Truncation(settings.max_context_tokens, settings.context_retention_ratio),
     )
     agent_config = None
     if settings.transcribe_agent and AGENT_TRACK in start.tracks:
@@ -716,4 +844,7 @@ def build_bridge(
         engine=settings.effective_engine,
         seed_context=seed_context,
         on_context=on_context,
+        prices=prices_at(settings.prices_file),
+        model=settings.realtime_model if settings.effective_engine == "openai" else "local",
+        max_cost_usd=settings.max_cost_per_call_usd,
     )

@@ -56,7 +56,7 @@ class EventRow:
     call_sid: str
     n: int
     at_s: float
-    kind: str  # "status" or "insight"
+    kind: str  # "status", "insight" or "audio_masked"
     body: dict[str, Any]
 
 
@@ -101,6 +101,10 @@ class CallStore(Protocol):
     async def write(self, rows: Sequence[Row]) -> None: ...
 
     async def search(self, query: SearchQuery) -> SearchPage: ...
+
+    async def totals(self, query: SearchQuery) -> dict[str, Any]:
+        """What the calls matching `query` (period, agent) cost, added up."""
+        ...
 
     async def get(self, call_sid: str) -> dict[str, Any] | None: ...
 
@@ -166,4 +170,6 @@ def assemble_record(
     kept = [(e["kind"], {"at_s": e["at_s"], **json.loads(e["body"])}) for e in events]
     record["statuses"] = [body for kind, body in kept if kind == "status"]
     record["insights"] = [body for kind, body in kept if kind == "insight"]
+    # Spans of the audio silenced because their words held a card number (every bridge's).
+    record["audio_masked"] = [body for kind, body in kept if kind == "audio_masked"]
     return record

@@ -285,7 +285,10 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
         update["data_dir"] = Path(scratch)
     settings = settings.model_copy(update=update)
     if settings.effective_engine == "local":
-        engine = "offline engine: PocketSphinx + knowledge base"
+        from .whisper_recognizer import describe_recognizer
+
+        recognizer = describe_recognizer(settings.offline_recognizer, settings.whisper_model)
+        engine = f"offline engine: {recognizer} + knowledge base"
     else:
         engine = f"OpenAI engine: {settings.realtime_model} at {urlsplit(settings.openai_base_url).netloc}"
     print(f"relay {_version()}: starting ({engine})…", flush=True)

@@ -3,6 +3,8 @@
 The Flex-facing API is wire-compatible with the voice-assist plugin's Twilio Functions
 (reference §E1): `GET /token` and `POST /stream {"action","callSid","Token"} → {"result": true}`.
 New plugins can use `POST`/`DELETE /calls/{callSid}/assist` (same code, Bearer token).
+`POST /calls/{callSid}/pause` and `/resume` pause a live call for a payment (the call's agent
+or a supervisor).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from twilio.request_validator import HMAC_SHA256, RequestValidator, get_signatur
 from sync_publisher import messages
 from sync_publisher.tokens import mint_sync_token
 
+from .bridge import CallBridge
 from .flex_auth import FlexAuthError, FlexIdentity
 from .openapi import OPENAPI
+from .records import CALL_ID_RE
 from .state import RELAY, RelayState
 from .stream_control import Result, StreamOutcome
 from .taskrouter_events import EventError, from_callback, from_cloudevents
@@ -257,6 +261,56 @@ async def call_assist(request: web.Request) -> web.Response:
     return await _control(request, request.match_info["callSid"], "start" if request.method == "POST" else "stop")
 
 
+# ---------------------------------------------------------------------------- pause for payments
+
+
+def may_pause(state: RelayState, identity: FlexIdentity, bridge: CallBridge) -> bool:
+    """The call's agent (its stream's `WorkerIdentity`/`WorkerSid`) or a supervisor (a role in
+    RELAY_RECORDS_ROLES). A call whose agent is not known (no TaskRouter parameters) may be
+    paused by any token `authenticate` accepted (a role in RELAY_FLEX_ALLOWED_ROLES)."""
+    if set(state.settings.records_roles).intersection(identity.roles):
+        return True
+    agent, worker = bridge.agent_identity, bridge.agent_worker_sid
+    if agent is None and worker is None:
+        return True
+    return (agent is not None and identity.identity == agent) or (worker is not None and identity.worker_sid == worker)
+
+
+async def call_pause(request: web.Request) -> web.Response:
+    """`POST /calls/{callSid}/pause` and `/resume`: no audio to the model, no transcripts and
+    silence in the recording while the customer reads a card number; RELAY_PAUSE_MAX_S ends
+    a pause nobody resumed."""
+    state = request.app[RELAY]
+    pausing = request.path.endswith("/pause")
+    fields = await _request_fields(request)
+    try:
+        identity = await authenticate(state, flex_token(request, fields), request.remote)
+    except FlexAuthError as exc:
+        return refusal(exc)
+    call_sid = request.match_info["callSid"]
+    if not CALL_ID_RE.match(call_sid):
+        return _error(400, "not a call id")
+    handle = state.calls.get(call_sid)
+    if handle is None:
+        # Several relays: the call's socket is on another one, which alone can stop its audio.
+        # The answer names the stream that owns it; the balancer (or the caller) retries there.
+        owner = await state.directory.owner_stream(call_sid) if state.directory.shared else None
+        if owner is not None:
+            state.stats.flex_auth["pause_elsewhere"] += 1
+            return _error(421, "the call is live on another relay", owner_stream=owner)
+        return _error(404, "no live call with this id on this relay")
+    bridge = handle.bridge
+    if not may_pause(state, identity, bridge):
+        state.stats.flex_auth["pause_denied"] += 1
+        return _error(403, "only the call's agent or a supervisor may pause or resume it")
+    changed = bridge.pause() if pausing else bridge.resume()
+    log.info(
+        "call paused" if pausing else "call resumed",
+        extra={"call_sid": call_sid, "by": identity.identity, "changed": changed},
+    )
+    return web.json_response({"result": True, "paused": bridge.privacy.paused, "changed": changed})
+
+
 # ---------------------------------------------------------------------------- Twilio webhooks
 
 
@@ -452,5 +506,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/stream", stream_control)
     app.router.add_post("/calls/{callSid}/assist", call_assist)
     app.router.add_delete("/calls/{callSid}/assist", call_assist)
+    app.router.add_post("/calls/{callSid}/pause", call_pause)
+    app.router.add_post("/calls/{callSid}/resume", call_pause)
     app.router.add_post("/twilio/stream-status", stream_status)
     app.router.add_post("/twilio/taskrouter", taskrouter_events)

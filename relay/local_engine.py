@@ -18,7 +18,6 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +38,7 @@ from .model_events import (
 )
 from .realtime import RealtimeConnectError, RealtimeSession, SessionClosedError, SessionConfig
 from .retrieval import DEFAULT_MIN_SCORE, Retriever
+from .speech_events import Heard, SpeechBegan, SpeechEnded
 
 log = logging.getLogger("relay.local_engine")
 
@@ -47,16 +47,6 @@ FRAME = 320  # 20 ms at 16 kHz
 
 
 # ---------------------------------------------------------------------------- VAD (pure)
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechBegan:
-    at_sample: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechEnded:
-    audio: bytes  # the utterance with pre-roll, PCM16 LE at 16 kHz
 
 
 class EnergyVad:
@@ -149,12 +139,6 @@ class EnergyVad:
 
 
 _FILLERS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "++NOISE++"})
-
-
-@dataclass(frozen=True, slots=True)
-class Heard:
-    text: str
-    confidence: float  # 0–1: mean word posterior
 
 
 class TurnDetector(Protocol):
@@ -258,8 +242,10 @@ class Recognizer:
         self._dir.cleanup()
 
 
-def make_recognizer(kb: KnowledgeBase, choice: str = "auto", whisper_model: str = "tiny.en") -> SpeechRecognizer:
-    """Whisper when the `offline` extra is installed (or asked for), else PocketSphinx."""
+def make_recognizer(
+    kb: KnowledgeBase, choice: str = "pocketsphinx", whisper_model: str = "tiny.en"
+) -> SpeechRecognizer:
+    """PocketSphinx unless Whisper is asked for (`whisper`, or `auto` with the extra installed)."""
     from .whisper_recognizer import WhisperRecognizer, choose_recognizer
 
     kind, reason = choose_recognizer(choice, whisper_model)
@@ -279,7 +265,7 @@ class LocalConnector:
         *,
         min_score: float = DEFAULT_MIN_SCORE,
         min_confidence: float = 0.0,
-        recognizer: str = "auto",
+        recognizer: str = "pocketsphinx",
         whisper_model: str = "tiny.en",
     ) -> None:
         """`retriever` is the relay's (one index per knowledge base, shared with the tool);

@@ -40,6 +40,14 @@ class FinishedTotals:
     suggestions: int = 0
     suggestions_suppressed: int = 0
     transcripts: int = 0
+    # What the calls' model sessions billed (DESIGN §6a): (model, kind) → tokens; model → USD
+    # (priced models only); transcription model → seconds; calls that passed their budget.
+    model_tokens: Counter[tuple[str, str]] = field(default_factory=Counter)
+    model_cost_usd: dict[str, float] = field(default_factory=dict)
+    transcription_s: dict[str, float] = field(default_factory=dict)
+    budget_exceeded: int = 0
+    redactions: Counter[str] = field(default_factory=Counter)  # by entity
+    pauses: Counter[str] = field(default_factory=Counter)  # paused, resumed, expired, ended
 
     def fold(self, bridge: CallBridge) -> None:
         add_bridge(self, bridge)
@@ -52,6 +60,17 @@ def add_bridge(totals: FinishedTotals, bridge: CallBridge) -> None:
     totals.suggestions += bridge.suggestions
     totals.suggestions_suppressed += bridge.suggestions_suppressed
     totals.transcripts += bridge.transcripts
+    usage = bridge.usage
+    for model in usage.realtime_models():
+        for kind, tokens in usage.tokens(model).as_dict().items():
+            totals.model_tokens[(model, kind)] += tokens
+    for model, cost in usage.costs_by_model(bridge.prices).items():
+        totals.model_cost_usd[model] = totals.model_cost_usd.get(model, 0.0) + cost
+    for model in usage.transcription_models():
+        totals.transcription_s[model] = totals.transcription_s.get(model, 0.0) + usage.transcription(model).seconds
+    totals.budget_exceeded += bridge.budget_exceeded
+    totals.redactions.update(bridge.privacy.redactions)
+    totals.pauses.update(bridge.privacy.pause_events)
 
 
 @dataclass(slots=True)
@@ -142,6 +161,35 @@ class RelayCollector(Collector):
             "relay_knowledge_tool_errors", "Knowledge searches refused with an error", totals.links.tool_errors
         )
         yield _counter("relay_transcripts", "Final transcripts produced", totals.transcripts)
+        yield _labelled(
+            "relay_redactions", "Entities masked before any text left a call, by entity", "entity", totals.redactions
+        )
+        yield _labelled(
+            "relay_pauses", "Payment pauses, by event (paused, resumed, expired, ended)", "event", totals.pauses
+        )
+        yield _by_labels(
+            "relay_model_tokens",
+            "Tokens the Realtime sessions billed, by model and kind (audio_in and text_in are uncached input)",
+            ("model", "kind"),
+            {key: float(n) for key, n in totals.model_tokens.items()},
+        )
+        yield _by_labels(
+            "relay_model_cost_usd",
+            "What the model sessions billed at the price table (USD), by model; models without a price are left out",
+            ("model",),
+            {(model,): usd for model, usd in totals.model_cost_usd.items()},
+        )
+        yield _by_labels(
+            "relay_transcription_seconds",
+            "Seconds of audio input transcription billed, by transcription model",
+            ("model",),
+            {(model,): seconds for model, seconds in totals.transcription_s.items()},
+        )
+        yield _counter(
+            "relay_calls_budget_exceeded",
+            "Calls that passed RELAY_MAX_COST_PER_CALL_USD and went on with transcripts only",
+            totals.budget_exceeded,
+        )
         yield _labelled("relay_ws_refusals", "Media WebSocket upgrades refused, by reason", "reason", stats.refusals)
         yield _labelled(
             "relay_protocol_violations",
@@ -268,6 +316,13 @@ def _labelled(name: str, doc: str, label: str, values: Counter[str]) -> Metric:
     family = CounterMetricFamily(name, doc, labels=[label])
     for key, value in sorted(values.items()):
         family.add_metric([key], value)
+    return family
+
+
+def _by_labels(name: str, doc: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key), value)
     return family
 
 

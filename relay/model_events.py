@@ -8,7 +8,7 @@ server event type the SDK defines (tests/test_model_events.py).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Errors naming this event id are the server rejecting our configuration: fatal.
@@ -40,6 +40,9 @@ class TranscriptDelta:
 class TranscriptCompleted:
     item_id: str
     transcript: str
+    # The event's `usage` as sent (read, and refused when hostile, by `relay.usage`); not
+    # part of what the event is.
+    usage: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,26 @@ class ResponseDone:
     response_id: str
     status: str
     reason: str | None
+    usage: Any = field(default=None, compare=False)  # `response.usage` as sent
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseUsage:
+    """What one response billed (`response.done`'s `response.usage`, unread): the model link
+    hands it on after the `ResponseDone` that carried it. The session's Realtime model."""
+
+    response_id: str
+    usage: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionUsage:
+    """What one transcription billed (`…input_audio_transcription.completed`'s `usage`,
+    unread), by the session's transcription model."""
+
+    item_id: str
+    model: str
+    usage: Any
 
 
 class ErrorClass(enum.Enum):
@@ -133,6 +156,8 @@ ModelEvent = (
     | SessionClosed
     | Other
     | Malformed
+    | ResponseUsage
+    | TranscriptionUsage
 )
 
 # Error codes by handling (reference D4/D6). Unknown codes: the error `type` decides.
@@ -228,7 +253,7 @@ def _translate(kind: object, event: dict[str, Any]) -> ModelEvent:
     if kind == "conversation.item.input_audio_transcription.delta":
         return TranscriptDelta(_text(event, "item_id"), _text(event, "delta"))
     if kind == "conversation.item.input_audio_transcription.completed":
-        return TranscriptCompleted(_text(event, "item_id"), _text(event, "transcript"))
+        return TranscriptCompleted(_text(event, "item_id"), _text(event, "transcript"), event.get("usage"))
     if kind == "conversation.item.input_audio_transcription.failed":
         error = _object(event, "error")
         return TranscriptFailed(_text(event, "item_id"), _optional_text(error, "code", "error."))
@@ -246,6 +271,7 @@ def _translate(kind: object, event: dict[str, Any]) -> ModelEvent:
             _text(response, "id", "response."),
             _text(response, "status", "response."),
             _optional_text(details, "reason", "response.status_details."),
+            response.get("usage"),
         )
     if kind == "response.function_call_arguments.done":
         return ToolCall(

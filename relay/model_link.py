@@ -8,13 +8,18 @@ configured and re-seeded before audio flows, and audio waits in one bounded buff
 losses are counted.
 
 Audio is pushed synchronously (`push_audio`, never blocks); one sender loop owns the
-active session; a reader task per session turns server events into callbacks.
+active session; a reader task per session turns server events into callbacks. What a
+response or a transcription billed follows its event as a `ResponseUsage` /
+`TranscriptionUsage` (the bridge counts it). `stop_responses()` turns the call into
+transcripts only (the per-call budget): the answering session is swapped for a
+transcription-only one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -48,12 +53,14 @@ from .model_events import (
     ModelEvent,
     ResponseDone,
     ResponseStarted,
+    ResponseUsage,
     SessionClosed,
     SpeechStarted,
     SpeechStopped,
     ToolCall,
     TranscriptCompleted,
     TranscriptFailed,
+    TranscriptionUsage,
 )
 from .realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionClosedError, SessionConfig
 from .recent import RecentSamples
@@ -186,6 +193,7 @@ class ModelLink:
         self._session_tasks: set[asyncio.Task[None]] = set()
         self._current: _SessionWatch | None = None
         self._task: asyncio.Task[None] | None = None
+        self._switch_pending = False  # stop_responses() asked for a transcription-only session
 
     # ------------------------------------------------------------------ audio in
 
@@ -206,6 +214,26 @@ class ModelLink:
     @property
     def failed(self) -> str | None:
         return self._policy.failed
+
+    @property
+    def responding(self) -> bool:
+        """Sessions of this link answer turns (False: transcription only)."""
+        return not self._session_config.transcription_only
+
+    def stop_responses(self) -> bool:
+        """From now on the call is only transcribed: no more responses, so no more suggestions
+        and no more tokens billed for them. The session cannot be told so after it opened (the
+        session seam has no `session.update`), so, like a rollover, a transcription-only session
+        is opened and takes the audio; the turn in progress on the old one is committed without
+        an answer (its transcript is kept) and the old one retires. False if already so."""
+        if self._session_config.transcription_only:
+            return False
+        self._session_config = dataclasses.replace(
+            self._session_config, transcription_only=True, instructions="", tools=()
+        )
+        self._switch_pending = True
+        self._wake.set()
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -288,7 +316,7 @@ class ModelLink:
         self.counters.connects += 1
         # A call's first session has nothing to catch up on, unless the call started
         # elsewhere (seeded by its bridge); every later one gets the recent lines.
-        context = self._sink.context_for_new_session()
+        context = None if self._session_config.transcription_only else self._sink.context_for_new_session()
         if context:
             try:
                 await session.add_context(context)
@@ -311,6 +339,13 @@ class ModelLink:
             while True:
                 if watch.closed.is_set():
                     return "lost"
+                if self._switch_pending and not self._closing:
+                    self._switch_pending = False
+                    switched = await self._switch(watch, spare)
+                    spare = None
+                    if switched is None:
+                        return "lost"
+                    watch = switched
                 watch, spare = self._roll_over(watch, spare)
                 item = self._buffer.pop(self._config.merge_max_bytes)
                 if item is None:
@@ -377,6 +412,32 @@ class ModelLink:
         self._rollover.session_started(new.opened_at)
         return new, None
 
+    async def _switch(self, watch: _SessionWatch, spare: asyncio.Task[_SessionWatch] | None) -> _SessionWatch | None:
+        """Swap `watch` for a session opened with the current config (`stop_responses`).
+        None when it cannot be opened: `watch` is closed, and the reconnect opens the new kind."""
+        if spare is not None:  # a rollover's spare has the old config
+            if not spare.done():
+                spare.cancel()
+                await asyncio.gather(spare, return_exceptions=True)
+            elif not spare.cancelled() and spare.exception() is None:
+                await spare.result().session.close()
+        try:
+            new = await self._open()
+        except RealtimeConnectError as exc:
+            self.counters.connect_failures += 1
+            log.warning("could not open the transcription-only session", extra={"error": str(exc)})
+            await watch.session.close()
+            return None
+        await self._end_open_turn(watch, respond=False)
+        self._forget_recent()  # the old session keeps what it was sent
+        log.info("model session switched", extra={"responding": not self._session_config.transcription_only})
+        retire = asyncio.create_task(self._retire(watch), name="model-retire")
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+        self._current = new
+        self._rollover.session_started(new.opened_at)
+        return new
+
     def _spare_done(self, task: asyncio.Task[_SessionWatch]) -> None:
         if task.cancelled():
             return
@@ -395,20 +456,21 @@ class ModelLink:
         finally:
             await watch.session.close()
 
-    async def _end_open_turn(self, watch: _SessionWatch) -> None:
-        """The call ends mid-utterance: have the model take what was said as the last turn,
-        so its transcript (and answer) are not lost with the session."""
+    async def _end_open_turn(self, watch: _SessionWatch, *, respond: bool | None = None) -> None:
+        """The call (or the session, on a switch) ends mid-utterance: have the model take what
+        was said as the last turn, so its transcript (and answer) are not lost with the session."""
         item = watch.speech_open
         if item is None or watch.closed.is_set():
             return
         watch.speech_open = None
+        answer = watch.expects_responses if respond is None else respond
         try:
-            await watch.session.end_turn(respond=watch.expects_responses)
+            await watch.session.end_turn(respond=answer)
         except SessionClosedError:
             return
         self.counters.turns_ended_at_close += 1
         watch.pending_transcripts.add(item)
-        watch.awaiting_response = watch.expects_responses
+        watch.awaiting_response = answer
         watch.update_idle()
 
     async def _await_idle(self, watch: _SessionWatch, timeout: float) -> None:
@@ -459,21 +521,31 @@ class ModelLink:
                         # The server may keep the socket open; start over on a fresh session.
                         await watch.session.close()
                 watch.update_idle()
-                try:
-                    self._sink.on_model_event(event)
-                except Exception:
-                    log.exception("bridge failed to handle a model event")
+                for handed in (event, *self._usage_of(event)):
+                    try:
+                        self._sink.on_model_event(handed)
+                    except Exception:
+                        log.exception("bridge failed to handle a model event")
         finally:
             watch.idle.set()
             watch.closed.set()
             self._wake.set()
+
+    def _usage_of(self, event: ModelEvent) -> tuple[ModelEvent, ...]:
+        """What a billed event billed, as its own typed event (read by the bridge's count)."""
+        if isinstance(event, ResponseDone) and event.usage is not None:
+            return (ResponseUsage(event.response_id, event.usage),)
+        if isinstance(event, TranscriptCompleted) and event.usage is not None:
+            return (TranscriptionUsage(event.item_id, self._session_config.transcription_model, event.usage),)
+        return ()
 
     def add_context_soon(self, text: str) -> None:
         """Add a line to the current session's conversation (the agent's words) without
         blocking the caller. With no live session the line is not sent: the re-seed of the
         next session carries the recent lines."""
         watch = self._current
-        if watch is None or watch.closed.is_set() or self._closing:
+        # A transcription-only session has no conversation to add to (the budget was passed).
+        if watch is None or watch.closed.is_set() or self._closing or self._session_config.transcription_only:
             self.counters.context_dropped += 1
             return
         task = asyncio.create_task(self._send_context(watch, text), name="model-context")

@@ -10,6 +10,25 @@ from typing import Any
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
+_TOTALS: dict[str, Any] = {
+    "type": "object",
+    "required": ["calls", "calls_priced", "cost_usd", "tokens", "transcription_s"],
+    "properties": {
+        "calls": {"type": "integer"},
+        "calls_priced": {"type": "integer", "description": "calls with a cost (a model with a price)"},
+        "cost_usd": {"type": "number"},
+        "tokens": {
+            "type": "object",
+            "properties": {
+                k: {"type": "integer"}
+                for k in ("audio_in", "audio_in_cached", "text_in", "text_in_cached", "text_out", "audio_out")
+            },
+        },
+        "transcription_s": {"type": "number"},
+    },
+}
+
+
 def _query(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": description}
 
@@ -29,6 +48,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "Role not allowed / bad Twilio signature",
         404: "Unknown call",
         409: "Call not in progress",
+        421: "The call is live on another relay (`owner_stream` names its stream)",
         502: "Twilio failed",
         503: "Token service or configuration unavailable",
     }
@@ -140,6 +160,37 @@ OPENAPI: dict[str, Any] = {
             }
             for method, summary in (("post", "Start assist on a call"), ("delete", "Stop assist on a call"))
         },
+        **{
+            f"/calls/{{callSid}}/{action}": {
+                "post": {
+                    "summary": summary,
+                    "description": "While paused: no audio to the model (frames dropped as `paused`), no "
+                    "transcripts, silence in the recording; Sync `status` `paused`/`resumed`. A pause ends "
+                    "by itself after RELAY_PAUSE_MAX_S. The call's agent or a supervisor (RELAY_RECORDS_ROLES).",
+                    "security": _FLEX_TOKEN,
+                    "parameters": [_path("callSid")],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "result": {"const": True},
+                                    "paused": {"type": "boolean"},
+                                    "changed": {"type": "boolean", "description": "false: it already was"},
+                                },
+                                "required": ["result", "paused", "changed"],
+                            },
+                            "done",
+                        ),
+                        **_errors(400, 401, 403, 404, 421, 503),
+                    },
+                }
+            }
+            for action, summary in (
+                ("pause", "Pause a live call for a payment"),
+                ("resume", "Resume a paused call"),
+            )
+        },
         "/twilio/stream-status": {
             "post": {
                 "summary": "Twilio stream status callback (signed)",
@@ -170,7 +221,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/calls": {
             "get": {
-                "summary": "Search call records (newest first); Flex token with a supervisor or admin role",
+                "summary": "Search call records (newest first, each with its cost_usd), or total what the calls "
+                "of a period cost (totals=true); Flex token with a supervisor or admin role",
                 "security": [{"bearerFlexToken": []}],
                 "parameters": [
                     _query("q", "words in the transcript (full-text search)"),
@@ -179,9 +231,22 @@ OPENAPI: dict[str, Any] = {
                     _query("to", "calls started before (ISO 8601 or Unix seconds)"),
                     _query("limit", "page size, 1-100 (default 20)"),
                     _query("cursor", "next_cursor of the previous page"),
+                    _query(
+                        "totals",
+                        "true: instead of a page, what the calls that started in the period (from, to, agent) "
+                        "cost: calls, calls_priced, cost_usd, tokens by kind, transcription_s",
+                    ),
                 ],
                 "responses": {
-                    "200": _json({"type": "object", "required": ["calls", "next_cursor"]}, "a page of calls"),
+                    "200": _json(
+                        {
+                            "oneOf": [
+                                {"type": "object", "required": ["calls", "next_cursor"]},
+                                {"type": "object", "required": ["totals"], "properties": {"totals": _TOTALS}},
+                            ]
+                        },
+                        "a page of calls, or the period's totals",
+                    ),
                     **_errors(400, 401, 403, 503),
                 },
             }
@@ -280,6 +345,59 @@ OPENAPI: dict[str, Any] = {
                 "security": [{"bearerConsoleToken": []}],
                 "responses": {"204": {"description": "cookie set"}, **_CONSOLE_ERRORS},
             }
+        },
+        "/calls/{callSid}/wrapup": {
+            "get": {
+                "summary": "The call's wrap-up as the record holds it, and the operator's disposition codes",
+                "security": _FLEX_TOKEN,
+                "parameters": [_path("callSid")],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "required": ["wrapup", "dispositions", "default"]},
+                        "the wrap-up (null before the call ends) and the codes",
+                    ),
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            },
+            "put": {
+                "summary": "Save the agent's edited wrap-up: redacted, written to the record and to the task "
+                "(If-Match); 409 when the task kept changing (the record is saved)",
+                "security": _FLEX_TOKEN,
+                "parameters": [_path("callSid")],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["summary", "disposition"],
+                                "properties": {
+                                    "summary": {"type": "string", "maxLength": 4000},
+                                    "disposition": {"type": "string", "description": "one of the operator's codes"},
+                                    "action_items": {
+                                        "type": "array",
+                                        "maxItems": 50,
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["owner", "text"],
+                                            "properties": {
+                                                "owner": {"enum": ["agent", "customer", "other"]},
+                                                "text": {"type": "string", "maxLength": 500},
+                                                "due": {"type": ["string", "null"], "maxLength": 100},
+                                            },
+                                        },
+                                    },
+                                    "workspace_sid": {"type": "string", "description": "the task's workspace"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json({"type": "object", "required": ["wrapup", "task"]}, "saved"),
+                    **_errors(400, 401, 403, 404, 409, 502, 503),
+                },
+            },
         },
         "/knowledge/passage": {
             "get": {

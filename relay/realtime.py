@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from .errors import UpstreamError
 from .model_events import SESSION_UPDATE_EVENT_ID, ModelEvent
+from .usage import Truncation
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,10 @@ class SessionConfig:
     transcription_only: bool = False
     # Function tools the model may call (the `session.update` shape), e.g. knowledge search.
     tools: tuple[dict[str, Any], ...] = ()
+    # How much of the conversation each response re-reads (and is billed for): past
+    # `post_instructions` tokens the oldest items go, down to `retention_ratio` of it. None:
+    # the API's default (`auto`, up to the model's whole context).
+    truncation: Truncation | None = None
 
     def session_update(self) -> dict[str, Any]:
         """The GA `session.update` event (reference D3)."""
@@ -68,6 +73,7 @@ class SessionConfig:
                     }
                 },
                 **({"tools": [dict(t) for t in self.tools], "tool_choice": "auto"} if self.tools else {}),
+                **({"truncation": self.truncation.session_field()} if self.truncation is not None else {}),
             },
         }
 

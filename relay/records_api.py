@@ -1,6 +1,9 @@
 """Call records over HTTP.
 
-`GET /calls?q=&agent=&from=&to=&limit=&cursor=` (search, newest first, paginated by cursor),
+`GET /calls?q=&agent=&from=&to=&limit=&cursor=` (search, newest first, paginated by cursor;
+each call with its `cost_usd`), `GET /calls?from=&to=&agent=&totals=true` (what the calls that
+started in the period cost: `{"totals": {"calls", "calls_priced", "cost_usd", "tokens": {kind},
+"transcription_s"}}`),
 `GET /calls/{CallSid}` (the record), `GET /calls/{CallSid}/audio` (FLAC, HTTP range
 requests: the first part), `GET /calls/{CallSid}/audio/{part}` (each part of a call continued
 by another bridge, listed in the record's `audio_parts`), `DELETE /calls/{CallSid}` (the record
@@ -15,6 +18,7 @@ guard (relay/console.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -95,6 +99,13 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
             limit=limit,
             cursor=q.get("cursor") or None,
         )
+        totals = q.get("totals", "false").lower()
+        if totals not in ("true", "false", "1", "0"):
+            return _error(400, "totals must be true or false")
+        if totals in ("true", "1"):
+            if query.text or query.cursor:
+                return _error(400, "totals add up a period (from, to, agent), not a search")
+            return await _totals(state, query)
         try:
             await state.records.ready()
             page = await state.records.store.search(query)
@@ -129,6 +140,8 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
             return _error(503, "the call records database is unavailable")
         if found is None:
             return _error(404, "no record of that call")
+        usage = found.get("usage")
+        found["usage"] = json.loads(usage) if isinstance(usage, str) else usage  # a JSON column, as text
         parts = await records.audio_parts(call_sid)
         # What the files say, not the database: a part written by a bridge that never wrote
         # its end row (its replica died) still counts.
@@ -173,6 +186,19 @@ def _handlers(guard: Guard) -> dict[str, Callable[[web.Request], Awaitable[web.S
         return web.Response(status=204) if existed else _error(404, "no record of that call")
 
     return {"search": search, "record": record, "audio": audio, "delete": delete}
+
+
+async def _totals(state: RelayState, query: SearchQuery) -> web.Response:
+    assert state.records is not None
+    store = state.records.store
+    try:
+        await state.records.ready()
+        found = await store.totals(query)
+    except StoreUnavailable as exc:
+        log.warning("records totals failed: database unavailable", extra={"error": str(exc)})
+        return _error(503, "the call records database is unavailable")
+    period = {"from": query.since, "to": query.until, "agent": query.agent}
+    return web.json_response({"totals": found, "period": period})
 
 
 def add_routes(app: web.Application) -> None:

@@ -16,10 +16,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .bundled import DataDirs, resolve_data_dirs
 from .errors import ConfigurationError
 from .task_policy import compile_policy
+from .usage import MODEL_INPUT_LIMITS
 
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
+
+
+# RELAY_REDACT_ENTITIES names (`bank` is account and routing numbers).
+REDACT_ENTITIES = ("card", "security_code", "expiry", "ssn", "bank", "phone", "email")
 
 
 def _default_host(data: dict[str, Any]) -> str:
@@ -55,6 +60,17 @@ class Settings(BaseSettings):
     reconnect_initial_delay_s: float = Field(0.25, ge=0, validation_alias=_env("RELAY_RECONNECT_INITIAL_DELAY_S"))
     reconnect_max_delay_s: float = Field(8.0, gt=0, validation_alias=_env("RELAY_RECONNECT_MAX_DELAY_S"))
 
+    # --- What a call costs (README, "What a call costs")
+    # Unset: the list prices bundled with the relay (relay/usage/prices.toml).
+    prices_file: Path | None = Field(None, validation_alias=_env("RELAY_PRICES_FILE"))
+    # Each response re-reads (and is billed for) the conversation: past this many tokens after
+    # the instructions the oldest items go, down to the retention ratio of it. Measured
+    # defaults (bench/cost_bench.py); a lower ratio truncates less often, so the cache stays warm.
+    max_context_tokens: int = Field(16_000, ge=1000, le=32_000, validation_alias=_env("RELAY_MAX_CONTEXT_TOKENS"))
+    context_retention_ratio: float = Field(0.5, gt=0, le=1, validation_alias=_env("RELAY_CONTEXT_RETENTION_RATIO"))
+    # Past this, a call goes on with transcripts only (status `degraded`). Unset: no budget.
+    max_cost_per_call_usd: float | None = Field(None, gt=0, validation_alias=_env("RELAY_MAX_COST_PER_CALL_USD"))
+
     # --- Engine: "auto" uses OpenAI when OPENAI_API_KEY is set, else the offline engine
     engine: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("RELAY_ENGINE"))
     # Unset: the prompts folder's `knowledge/`, else the bundled knowledge base (relay/bundled.py).
@@ -68,9 +84,10 @@ class Settings(BaseSettings):
     # posterior (measured on synthesized held-out calls: bench/offline_heldout.py).
     local_min_confidence: float = Field(0.5, ge=0, le=1, validation_alias=_env("RELAY_LOCAL_MIN_CONFIDENCE"))
     # Offline engine's recognizer: `auto` is Whisper when the `offline` extra is installed, else
-    # PocketSphinx; `whisper` refuses to start without the extra.
+    # PocketSphinx; `whisper` refuses to start without the extra. The default stays PocketSphinx
+    # until Whisper meets its accuracy goal on the held-out set (README: Offline engine).
     offline_recognizer: Literal["auto", "whisper", "pocketsphinx"] = Field(
-        "auto", validation_alias=_env("RELAY_OFFLINE_RECOGNIZER")
+        "pocketsphinx", validation_alias=_env("RELAY_OFFLINE_RECOGNIZER")
     )
     # Whisper model: tiny.en, or base (multilingual, decoded as English; ~3x the CPU per turn).
     whisper_model: Literal["tiny.en", "base"] = Field("tiny.en", validation_alias=_env("RELAY_WHISPER_MODEL"))
@@ -162,8 +179,17 @@ class Settings(BaseSettings):
     use_uvloop: bool = Field(True, validation_alias=_env("RELAY_UVLOOP"))
     gc_freeze: bool = Field(True, validation_alias=_env("RELAY_GC_FREEZE"))
     gc_gen0_threshold: int = Field(50_000, ge=100, validation_alias=_env("RELAY_GC_GEN0_THRESHOLD"))
+    # Loop-stall monitor: record (and log) every time the event loop is held longer than this
+    # many ms, with a stack sample of what held it (relay/stall_monitor.py). 0: off.
+    stall_monitor_ms: float = Field(0.0, ge=0, le=10_000, validation_alias=_env("RELAY_STALL_MONITOR_MS"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias=_env("RELAY_LOG_LEVEL"))
     log_transcripts: bool = Field(False, validation_alias=_env("RELAY_LOG_TRANSCRIPTS"))
+    # Redaction of card numbers and personal data in every final text (and the audio spans).
+    redact: bool = Field(True, validation_alias=_env("RELAY_REDACT"))
+    redact_entities: Annotated[tuple[str, ...], NoDecode] = Field(
+        REDACT_ENTITIES, validation_alias=_env("RELAY_REDACT_ENTITIES")
+    )
+    pause_max_s: float = Field(180.0, gt=0, le=3600, validation_alias=_env("RELAY_PAUSE_MAX_S"))
     drain_deadline_s: float = Field(30.0, ge=0, validation_alias=_env("RELAY_DRAIN_DEADLINE_S"))
 
     # --- Trust and limits (media WebSocket)
@@ -198,11 +224,19 @@ class Settings(BaseSettings):
         "inbound_track", validation_alias=_env("RELAY_STREAM_TRACK")
     )
 
-    @field_validator("allowed_origins", "flex_allowed_roles", "records_roles", mode="before")
+    @field_validator("allowed_origins", "flex_allowed_roles", "records_roles", "redact_entities", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("redact_entities")
+    @classmethod
+    def _known_entities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - set(REDACT_ENTITIES)
+        if unknown:
+            raise ValueError(f"unknown entities {sorted(unknown)}; known: {', '.join(REDACT_ENTITIES)}")
         return value
 
     @field_validator("allowed_origins")
@@ -271,6 +305,10 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.session_max_age_s > 60 * 60:
             raise ValueError("RELAY_SESSION_MAX_AGE_S must be at most 3600 (OpenAI's session limit)")
+        model_limit = MODEL_INPUT_LIMITS.get(self.realtime_model)
+        if model_limit is not None and self.max_context_tokens > model_limit:
+            # The API refuses a `post_instructions` above the model's context minus its output.
+            raise ValueError(f"RELAY_MAX_CONTEXT_TOKENS must be at most {model_limit} for {self.realtime_model}")
         if self.twilio_auth_token is not None and self.require_twilio_signature and self.public_url is None:
             # Every Twilio stream would be refused: say so now, not at the first call.
             raise ValueError(

@@ -29,6 +29,7 @@ from .call_store import (
     decode_cursor,
     page_of,
 )
+from .usage import KINDS, stored_usage, usage_totals
 
 MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
     (
@@ -57,6 +58,17 @@ MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
             "CREATE INDEX calls_worker ON calls (worker, started_at DESC)",
             "ALTER TABLE lines ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
             "CREATE INDEX lines_tsv ON lines USING gin (tsv)",
+        ],
+    ),
+    (
+        3,  # what a call cost: its summary's `usage`, and the cost on its own for listing and totals
+        [
+            "ALTER TABLE calls ADD COLUMN usage JSONB",
+            "ALTER TABLE calls ADD COLUMN cost_usd DOUBLE PRECISION",
+            "UPDATE calls SET usage = summary->'usage', "
+            "cost_usd = CASE WHEN jsonb_typeof(summary->'usage'->'cost_usd') = 'number' "
+            "THEN (summary->'usage'->>'cost_usd')::double precision END "
+            "WHERE jsonb_typeof(summary->'usage') = 'object'",
         ],
     ),
 ]
@@ -146,14 +158,22 @@ class PostgresStore:
                             row.engine,
                         )
                     elif isinstance(row, CallEnded):
+                        usage, cost_usd = stored_usage(row.summary)
                         await conn.execute(
                             "INSERT INTO calls (call_sid, ended_at, end_reason, summary, wrapup, disposition, "
-                            "task_sid, audio_path) VALUES ($1,$2,$3,$4::jsonb,$5::jsonb,$6,$7,$8) "
+                            "task_sid, audio_path, usage, cost_usd) "
+                            "VALUES ($1,$2,$3,$4::jsonb,$5::jsonb,$6,$7,$8,$9::jsonb,$10) "
                             "ON CONFLICT (call_sid) DO UPDATE "
                             "SET ended_at = excluded.ended_at, end_reason = excluded.end_reason, "
-                            "summary = excluded.summary, wrapup = excluded.wrapup, disposition = excluded.disposition, "
+                            "summary = excluded.summary, "
+                            # An agent's edit (PUT /calls/{CallSid}/wrapup) saved before this row is kept.
+                            "wrapup = CASE WHEN calls.wrapup ? 'edited_at' THEN calls.wrapup "
+                            "ELSE excluded.wrapup END, "
+                            "disposition = CASE WHEN calls.wrapup ? 'edited_at' THEN calls.disposition "
+                            "ELSE excluded.disposition END, "
                             "task_sid = coalesce(excluded.task_sid, calls.task_sid), "
-                            "audio_path = coalesce(excluded.audio_path, calls.audio_path)",
+                            "audio_path = coalesce(excluded.audio_path, calls.audio_path), "
+                            "usage = excluded.usage, cost_usd = excluded.cost_usd",
                             row.call_sid,
                             row.ended_at,
                             row.end_reason,
@@ -162,6 +182,8 @@ class PostgresStore:
                             row.disposition,
                             row.task_sid,
                             row.audio_path,
+                            json.dumps(usage) if usage is not None else None,
+                            cost_usd,
                         )
                 if lines:
                     await conn.executemany(
@@ -209,7 +231,7 @@ class PostgresStore:
             where.append(f"(c.started_at < {a} OR (c.started_at = {a} AND c.call_sid < {b}))")
         sql = (
             "SELECT c.call_sid, c.stream_sid, c.task_sid, c.worker, c.started_at, c.ended_at, c.prompt, c.engine, "
-            "c.end_reason, c.disposition, c.wrapup->>'summary' AS summary FROM calls c WHERE "
+            "c.end_reason, c.disposition, c.cost_usd, c.wrapup->>'summary' AS summary FROM calls c WHERE "
             + " AND ".join(where)
             + f" ORDER BY c.started_at DESC, c.call_sid DESC LIMIT {arg(query.limit + 1)}"
         )
@@ -232,6 +254,29 @@ class PostgresStore:
         page: SearchPage = await self._run(run)
         return page
 
+    async def totals(self, query: SearchQuery) -> dict[str, Any]:
+        """What the calls that started in the query's period (and took the agent) cost; see
+        `SqliteStore.totals`."""
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
+        for clause, value in (
+            ("worker = ${}", query.agent or None),
+            ("started_at >= ${}", query.since),
+            ("started_at < ${}", query.until),
+        ):
+            if value is not None:
+                params.append(value)
+                where.append(clause.format(len(params)))
+        sums = ", ".join(f"sum((usage->>'{k}')::double precision)" for k in (*KINDS, "transcription_s"))
+        sql = f"SELECT count(*), count(cost_usd), sum(cost_usd), {sums} FROM calls WHERE " + " AND ".join(where)
+
+        async def run(conn: asyncpg.Connection) -> dict[str, Any]:
+            row = await conn.fetchrow(sql, *params)
+            return usage_totals(list(row))
+
+        result: dict[str, Any] = await self._run(run)
+        return result
+
     async def get(self, call_sid: str) -> dict[str, Any] | None:
         async def run(conn: asyncpg.Connection) -> dict[str, Any] | None:
             row = await conn.fetchrow("SELECT * FROM calls WHERE call_sid = $1", call_sid)
@@ -249,6 +294,22 @@ class PostgresStore:
             return assemble_record(dict(row), lines, suggestions, events)
 
         result: dict[str, Any] | None = await self._run(run)
+        return result
+
+    async def save_wrapup(self, call_sid: str, wrapup: dict[str, Any], disposition: str) -> bool:
+        """The agent's edited wrap-up replaces the call's (relay/wrapup_api.py); False when
+        there is no such call."""
+
+        async def run(conn: asyncpg.Connection) -> bool:
+            status = await conn.execute(
+                "UPDATE calls SET wrapup = $1::jsonb, disposition = $2 WHERE call_sid = $3",
+                json.dumps(wrapup),
+                disposition,
+                call_sid,
+            )
+            return bool(status != "UPDATE 0")
+
+        result: bool = await self._run(run)
         return result
 
     async def delete(self, call_sid: str) -> tuple[str, str | None] | None:

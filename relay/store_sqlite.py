@@ -31,6 +31,7 @@ from .call_store import (
     decode_cursor,
     page_of,
 )
+from .usage import KINDS, stored_usage, usage_totals
 
 MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
     (
@@ -64,6 +65,16 @@ MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
             """CREATE TRIGGER lines_ad AFTER DELETE ON lines BEGIN
                 INSERT INTO lines_fts (lines_fts, rowid, text) VALUES ('delete', old.rowid, old.text); END""",
             "INSERT INTO lines_fts (lines_fts) VALUES ('rebuild')",
+        ],
+    ),
+    (
+        3,  # what a call cost: its summary's `usage`, and the cost on its own for listing and totals
+        [
+            "ALTER TABLE calls ADD COLUMN usage TEXT",
+            "ALTER TABLE calls ADD COLUMN cost_usd REAL",
+            "UPDATE calls SET usage = json_extract(summary, '$.usage'), "
+            "cost_usd = json_extract(summary, '$.usage.cost_usd') "
+            "WHERE json_valid(summary) AND json_type(summary, '$.usage') = 'object'",
         ],
     ),
 ]
@@ -187,13 +198,20 @@ class SqliteStore:
                 (row.call_sid, row.stream_sid, row.task_sid, row.worker, row.started_at, row.prompt, row.engine),
             )
         elif isinstance(row, CallEnded):
+            usage, cost_usd = stored_usage(row.summary)
             await db.execute(
                 "INSERT INTO calls (call_sid, ended_at, end_reason, summary, wrapup, disposition, task_sid, "
-                "audio_path) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (call_sid) DO UPDATE SET "
+                "audio_path, usage, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (call_sid) DO UPDATE SET "
                 "ended_at = excluded.ended_at, "
-                "end_reason = excluded.end_reason, summary = excluded.summary, wrapup = excluded.wrapup, "
-                "disposition = excluded.disposition, task_sid = coalesce(excluded.task_sid, calls.task_sid), "
-                "audio_path = coalesce(excluded.audio_path, calls.audio_path)",
+                "end_reason = excluded.end_reason, summary = excluded.summary, "
+                # An agent's edit (PUT /calls/{CallSid}/wrapup) saved before this row is kept.
+                "wrapup = CASE WHEN json_extract(calls.wrapup, '$.edited_at') IS NULL "
+                "THEN excluded.wrapup ELSE calls.wrapup END, "
+                "disposition = CASE WHEN json_extract(calls.wrapup, '$.edited_at') IS NULL "
+                "THEN excluded.disposition ELSE calls.disposition END, "
+                "task_sid = coalesce(excluded.task_sid, calls.task_sid), "
+                "audio_path = coalesce(excluded.audio_path, calls.audio_path), "
+                "usage = excluded.usage, cost_usd = excluded.cost_usd",
                 (
                     row.call_sid,
                     row.ended_at,
@@ -203,6 +221,8 @@ class SqliteStore:
                     row.disposition,
                     row.task_sid,
                     row.audio_path,
+                    json.dumps(usage) if usage is not None else None,
+                    cost_usd,
                 ),
             )
 
@@ -232,9 +252,8 @@ class SqliteStore:
             params.extend([started, started, sid])
         sql = (
             "SELECT c.call_sid, c.stream_sid, c.task_sid, c.worker, c.started_at, c.ended_at, c.prompt, c.engine, "
-            "c.end_reason, c.disposition, json_extract(c.wrapup, '$.summary') AS summary FROM calls c WHERE "
-            + " AND ".join(where)
-            + " ORDER BY c.started_at DESC, c.call_sid DESC LIMIT ?"
+            "c.end_reason, c.disposition, c.cost_usd, json_extract(c.wrapup, '$.summary') AS summary "
+            "FROM calls c WHERE " + " AND ".join(where) + " ORDER BY c.started_at DESC, c.call_sid DESC LIMIT ?"
         )
         try:
             async with db.execute(sql, (*params, query.limit + 1)) as cursor:
@@ -254,6 +273,32 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
         return page
+
+    async def totals(self, query: SearchQuery) -> dict[str, Any]:
+        """What the calls that started in the query's period (and took the agent) cost: calls,
+        calls with a cost (a model without a price, or a call before costs were kept, has
+        none), USD, tokens by kind, transcription seconds."""
+        db = await self._conn()
+        where: list[str] = ["1=1"]
+        params: list[Any] = []
+        if query.agent:
+            where.append("worker = ?")
+            params.append(query.agent)
+        if query.since is not None:
+            where.append("started_at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("started_at < ?")
+            params.append(query.until)
+        sums = ", ".join(f"sum(json_extract(usage, '$.{k}'))" for k in (*KINDS, "transcription_s"))
+        sql = f"SELECT count(*), count(cost_usd), sum(cost_usd), {sums} FROM calls WHERE " + " AND ".join(where)
+        try:
+            async with db.execute(sql, params) as cursor:
+                row = await cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+        assert row is not None
+        return usage_totals(list(row))
 
     async def get(self, call_sid: str) -> dict[str, Any] | None:
         db = await self._conn()
@@ -279,6 +324,22 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
         return assemble_record(dict(row), lines, suggestions, events)
+
+    async def save_wrapup(self, call_sid: str, wrapup: dict[str, Any], disposition: str) -> bool:
+        """The agent's edited wrap-up replaces the call's (relay/wrapup_api.py); False when
+        there is no such call."""
+        async with self._transaction:
+            db = await self._conn()
+            try:
+                cursor = await db.execute(
+                    "UPDATE calls SET wrapup = ?, disposition = ? WHERE call_sid = ?",
+                    (json.dumps(wrapup), disposition, call_sid),
+                )
+                await db.commit()
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            return cursor.rowcount > 0
 
     async def delete(self, call_sid: str) -> tuple[str, str | None] | None:
         """Delete one call: `(call_sid, audio path)` if it was there, else None."""

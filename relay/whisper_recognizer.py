@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import ConfigurationError
-from .local_engine import Heard, SpeechBegan, SpeechEnded
+from .speech_events import Heard, SpeechBegan, SpeechEnded
 
 log = logging.getLogger("relay.whisper")
 

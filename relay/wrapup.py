@@ -14,12 +14,13 @@ by some request; nothing is dropped to make the budget.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -201,6 +202,28 @@ class WrapUpResult:
         if self.lines_not_kept:
             body["lines_not_kept"] = self.lines_not_kept
         return body
+
+
+def redact_result(result: WrapUpResult, redact: Callable[[str], str]) -> WrapUpResult:
+    """The result with `redact` applied to every string of its notes (the model may quote a
+    number the transcript no longer holds; the disposition code is the operator's, kept)."""
+    notes = result.notes
+    if notes is None:
+        return result
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    data = notes.model_dump()
+    disposition = data.pop("disposition")
+    redacted = type(notes).model_validate({**walk(data), "disposition": disposition})
+    return dataclasses.replace(result, notes=redacted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,8 @@ from relay.callfile import load_call_audio
 from relay.settings import Settings
 from relay.simulator import CallSpec, stream_call
 from relay.state import RELAY
-from tests.conftest import TIME_SCALE, fresh_data_dir, wait_until
+from tests.conftest import OPENAI_KEY, TIME_SCALE, fresh_data_dir, qa_turns, speech_like_ulaw, wait_until
+from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.test_console_access import non_loopback_address
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,3 +283,34 @@ async def test_an_opened_console_asks_for_its_token_and_a_token_link_opens_it(
     assert token not in await asyncio.to_thread(lambda: driver.current_url)
     await asyncio.to_thread(driver.get, base + "#history")  # the session cookie now opens every route
     await _until_browser(lambda: _count(driver, f'.record[data-call-sid="{spec.call_sid}"]') == 1)
+
+
+async def test_history_shows_what_each_call_cost(
+    start_offline: StartOffline, driver: Any, fake_realtime: FakeRealtimeServer
+) -> None:
+    """Hub mode with the OpenAI engine (the fake Realtime server bills like the API): each
+    History row shows the call's cost, the listing its total, and the call page its usage."""
+    fake_realtime.behaviour.turns = qa_turns(2)
+    fake_realtime.behaviour.turn_every_bytes = 48_000
+    relay = await start_offline(
+        engine="openai", openai_api_key=OPENAI_KEY, openai_base_url=fake_realtime.base_url, record_audio=False
+    )
+    call = CallSpec(audio={"inbound": speech_like_ulaw(2.5)}, pace=0)
+    await stream_call(f"ws://{relay.host}:{relay.port}/media", call)
+    state = relay.app[RELAY]
+    await wait_until(lambda: state.idle, timeout_s=30)
+    assert state.records is not None and await state.records.writer.idle()
+    record = await state.records.store.get(call.call_sid)
+    assert record is not None and record["cost_usd"] > 0
+    shown = f"${record['cost_usd']:.4f}"
+
+    await asyncio.to_thread(driver.get, f"http://127.0.0.1:{relay.port}/console#history")
+    await _until_browser(lambda: _count(driver, ".record") >= 1)
+    row = driver.find_element("css selector", f'.record[data-call-sid="{call.call_sid}"]')
+    assert row.find_element("css selector", ".cost .value").text == shown
+    await _until_browser(lambda: _count(driver, "#history-results .totals") == 1)
+    assert driver.find_element("css selector", "#history-results .totals").text == f"1 call · {shown}"
+    await asyncio.to_thread(row.click)
+    await _until_browser(lambda: _count(driver, "#history-call .usage") == 1)
+    usage = driver.find_element("css selector", "#history-call .usage").text
+    assert usage.startswith(f"Cost {shown} · gpt-realtime-1.5 · ") and "cached" in usage

@@ -26,6 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from relay import store_sqlite
 from tests.conftest import TIME_SCALE
 from tests.fakes.tooling import free_port
 
@@ -170,7 +171,7 @@ async def test_serve_answers_health_from_an_empty_folder(installed: Installed) -
     log = err.decode()
     assert '"origin":"bundled"' in log and "Traceback" not in log
     # Call records work with no setup: a SQLite file under ./data, migrated at startup.
-    assert (installed.workdir / "data" / "relay.db").is_file() and '"schema":2' in log
+    assert (installed.workdir / "data" / "relay.db").is_file() and f'"schema":{store_sqlite.LATEST}' in log
 
 
 async def test_demo_prints_suggestions_from_an_empty_folder(installed: Installed) -> None:

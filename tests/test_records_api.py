@@ -127,6 +127,37 @@ async def test_a_token_in_the_url_opens_only_the_audio(start_relay: StartRelay) 
     assert (await get(relay, f"/calls/{sid}/audio?Token={AGENT}", None))[0] == 403
 
 
+async def test_each_call_shows_its_cost_and_a_period_totals_them(
+    start_relay: StartRelay, fake_realtime: FakeRealtimeServer
+) -> None:
+    relay = await start_relay(stream_track="both_tracks")
+    first, _, _ = await two_party_call(relay, fake_realtime)
+    second, _, _ = await two_party_call(relay, fake_realtime)
+
+    costs, audio_in = [], 0
+    for spec in (first, second):
+        status, record, _ = await get(relay, f"/calls/{spec.call_sid}")
+        assert status == 200 and record["usage"]["model"] == "gpt-realtime-1.5"
+        assert record["usage"]["audio_in"] > 0 and record["usage"]["transcription_s"] > 0
+        assert record["cost_usd"] == record["usage"]["cost_usd"] == record["counters"]["usage"]["cost_usd"] > 0
+        costs.append(record["cost_usd"])
+        audio_in += record["usage"]["audio_in"]
+    status, page, _ = await get(relay, "/calls")
+    assert status == 200 and [c["cost_usd"] for c in page["calls"]] == costs[::-1]
+
+    status, body, _ = await get(relay, "/calls?from=2020-01-01T00:00:00Z&totals=true")
+    assert status == 200
+    totals = body["totals"]
+    assert totals["calls"] == totals["calls_priced"] == 2
+    assert totals["cost_usd"] == pytest.approx(sum(costs), abs=2e-6)
+    assert totals["tokens"]["audio_in"] == audio_in
+    status, body, _ = await get(relay, "/calls?from=2000-01-01&to=2001-01-01&totals=true")
+    assert status == 200 and body["totals"]["calls"] == 0 and body["totals"]["cost_usd"] == 0
+    assert (await get(relay, "/calls?totals=maybe"))[0] == 400
+    assert (await get(relay, "/calls?q=refund&totals=true"))[0] == 400
+    assert (await get(relay, "/calls?totals=true", AGENT))[0] == 403
+
+
 async def test_bad_record_requests_are_400(start_relay: StartRelay) -> None:
     relay = await start_relay()
     # Ids are what the media endpoint accepts; anything else (a slash: path traversal) is 400.

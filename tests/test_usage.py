@@ -26,8 +26,10 @@ from relay.usage import (
     load_prices,
     parse_response_usage,
     parse_transcription_usage,
+    prices_at,
     read_prices,
     simulate_call,
+    startup_prices,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,6 +332,31 @@ def test_an_operator_price_file_replaces_the_bundled_one(tmp_path: Path) -> None
     assert list(read_prices(path).realtime) == ["rt", "rt-mini"]
     with pytest.raises(PriceFileError, match="cannot read"):
         read_prices(tmp_path / "missing.toml")
+
+
+def test_costs_by_model_leave_out_the_models_without_a_price() -> None:
+    prices = load_prices(PRICES)
+    usage = CallUsage("rt")
+    usage.add_response(USAGE)
+    usage.add_response(USAGE, model="rt-large")  # no price
+    usage.add_transcription({"type": "duration", "seconds": 90.0}, "per-minute")
+    assert usage.costs_by_model(prices) == {"rt": pytest.approx(0.005044), "per-minute": pytest.approx(0.009)}
+    assert usage.cost_usd(prices) is None  # the call's whole cost is unknown
+
+
+def test_prices_are_read_once_per_path_and_the_startup_check_names_what_lacks_a_price(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(PRICES)
+    with caplog.at_level("WARNING", logger="relay.usage"):
+        table = startup_prices(path, realtime=["rt", "gpt-x"], transcription=["per-minute", "gpt-y"])
+        startup_prices(path, realtime=["rt"], transcription=["per-minute"])
+    assert [r.models for r in caplog.records] == [["gpt-x", "gpt-y"]]  # type: ignore[attr-defined]
+    path.write_text("not toml at all [")
+    assert prices_at(path) is table  # read once: a file edited later needs a restart
+    with pytest.raises(PriceFileError, match="cannot read"):
+        startup_prices(tmp_path / "missing.toml")
 
 
 # ---------------------------------------------------------------------- the billing model

@@ -114,6 +114,20 @@ class CallUsage:
             total += cost
         return total
 
+    def costs_by_model(self, prices: PriceTable) -> dict[str, float]:
+        """USD by model (Realtime and transcription models alike) for the models that have a
+        price; a model without one is left out (the metrics' `relay_model_cost_usd_total`)."""
+        costs: dict[str, float] = {}
+        for model, counts in self._tokens.items():
+            cost = prices.token_cost(model, counts)
+            if cost is not None:
+                costs[model] = costs.get(model, 0.0) + cost
+        for model, used in self._transcription.items():
+            cost = prices.transcription_cost(model, used)
+            if cost is not None:
+                costs[model] = costs.get(model, 0.0) + cost
+        return costs
+
     def to_summary(self, prices: PriceTable) -> dict[str, object]:
         """The summary line's `"usage"` (names per DESIGN §6a)."""
         summary: dict[str, object] = {"model": self.model}

@@ -7,6 +7,11 @@
 - Every server event it sends is validated with `TypeAdapter(RealtimeServerEvent)` first.
 - Scriptable: answer turns every N bytes of audio, refuse the first connects, drop the
   connection after N appends, stall, expire sessions, emit error codes.
+- Bills the way the API does (`relay.usage.ConversationLedger`): every response's
+  `response.done` carries a `usage` that bills the whole conversation so far as input (what
+  an earlier response billed as cached), truncated per the session's `truncation`; every
+  transcription's `usage` is the committed turn's duration. Audio: 10 tokens/s of user audio;
+  text: ~4 characters a token.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from relay.usage import MODEL_INPUT_LIMITS, ConversationLedger, ResponseBill, Truncation
 
 from .responses_api import FakeResponses
 
@@ -91,6 +98,13 @@ class FakeSession:
     response_requested: asyncio.Event = field(default_factory=asyncio.Event)
     closed_by_server: str | None = None
     head: bytes = b""  # the first audio bytes: the load bench tells pass-through calls apart by them
+    model: str = "gpt-realtime-1.5"  # the `model` the client connected with
+    # Billing: the conversation as the API bills it (realtime sessions), what each response
+    # and each transcription billed, and where the last committed turn ended (audio bytes).
+    ledger: ConversationLedger | None = None
+    bills: list[ResponseBill] = field(default_factory=list)
+    transcribed_s: list[float] = field(default_factory=list)
+    committed_bytes: int = 0
 
 
 @dataclass
@@ -226,6 +240,7 @@ class FakeRealtimeServer:
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         session = FakeSession(len(self.sessions), self._next_id("sess"), time.monotonic(), ws)
+        session.model = request.query["model"]
         self.sessions.append(session)
         await self._send(session, {"type": "session.created", "session": self._session_object(session)})
         for error_type, code in behaviour.errors_on_connect:
@@ -284,6 +299,7 @@ class FakeRealtimeServer:
             if session_body.get("type") not in ("realtime", "transcription"):
                 session.violations.append("session.update without a session type")
             session.session_config = session_body
+            session.ledger = _ledger(session.model, session_body)
             slow = self.behaviour.slow_sessions == 0 or session.index < self.behaviour.slow_sessions
             if self.behaviour.delay_session_updated_s and slow:
                 await asyncio.sleep(self.behaviour.delay_session_updated_s)
@@ -316,8 +332,12 @@ class FakeRealtimeServer:
         elif kind == "conversation.item.create":
             if data["item"].get("type") == "function_call_output":
                 session.tool_outputs.append(data["item"])
+                text = str(data["item"].get("output", ""))
             else:
                 session.context_items.append(data["item"])
+                text = " ".join(str(part.get("text", "")) for part in data["item"].get("content") or [])
+            if session.ledger is not None:
+                session.ledger.add_text(text_tokens(text))
             item = dict(data["item"])
             item.setdefault("id", self._next_id("item"))
             item.update({"object": "realtime.item", "status": "completed"})
@@ -376,7 +396,21 @@ class FakeRealtimeServer:
             return  # transcription sessions never respond
         await self._answer(session, turn)
 
+    def _commit_turn(self, session: FakeSession) -> float:
+        """The audio since the last committed turn becomes a turn: its seconds, in the
+        conversation (realtime sessions) as user audio."""
+        heard = len(session.audio) + session.audio_bytes_seen
+        fmt = ((session.session_config or {}).get("audio") or {}).get("input", {}).get("format") or {}
+        bytes_per_s = 8000 if fmt.get("type") == "audio/pcmu" else 48000
+        seconds = max(0.0, (heard - session.committed_bytes) / bytes_per_s)
+        session.committed_bytes = heard
+        session.transcribed_s.append(seconds)
+        if session.ledger is not None:
+            session.ledger.add_user_audio(seconds)
+        return seconds
+
     async def _transcribe(self, session: FakeSession, item_id: str, turn: Turn) -> None:
+        seconds = self._commit_turn(session)
         await self._send(
             session, {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None}
         )
@@ -399,7 +433,7 @@ class FakeRealtimeServer:
                 "item_id": item_id,
                 "content_index": 0,
                 "transcript": turn.transcript,
-                "usage": {"type": "duration", "seconds": 1.5},
+                "usage": {"type": "duration", "seconds": round(seconds, 3)},
             },
         )
 
@@ -441,20 +475,25 @@ class FakeRealtimeServer:
                 "text": turn.answer,
             },
         )
-        await self._response_done(session, response_id, [])
+        await self._response_done(session, response_id, [], text_tokens(turn.answer))
 
     async def _response_created(self, session: FakeSession, response_id: str) -> None:
         response = {"id": response_id, "object": "realtime.response", "status": "in_progress", "output": []}
         await self._send(session, {"type": "response.created", "response": response})
 
-    async def _response_done(self, session: FakeSession, response_id: str, output: list[dict[str, Any]]) -> None:
-        response = {
+    async def _response_done(
+        self, session: FakeSession, response_id: str, output: list[dict[str, Any]], tokens_out: int
+    ) -> None:
+        response: dict[str, Any] = {
             "id": response_id,
             "object": "realtime.response",
             "status": "completed",
             "output": output,
-            "usage": {"total_tokens": 10, "input_tokens": 8, "output_tokens": 2},
         }
+        if session.ledger is not None:
+            bill = session.ledger.respond(tokens_out)
+            session.bills.append(bill)
+            response["usage"] = bill.usage_payload()
         await self._send(session, {"type": "response.done", "response": response})
 
     async def _call_tool(self, session: FakeSession, name: str, arguments: str) -> None:
@@ -501,7 +540,7 @@ class FakeRealtimeServer:
             session,
             {"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": done_item},
         )
-        await self._response_done(session, response_id, [done_item])
+        await self._response_done(session, response_id, [done_item], text_tokens(name + arguments))
 
     async def _expire(self, session: FakeSession, after: float) -> None:
         await asyncio.sleep(after)
@@ -521,6 +560,22 @@ class FakeRealtimeServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def text_tokens(text: str) -> int:
+    """Text as tokens, roughly (about 4 characters a token in English)."""
+    return max(1, round(len(text) / 4))
+
+
+def _ledger(model: str, session: dict[str, Any]) -> ConversationLedger | None:
+    """A realtime session's conversation, billed per its `truncation` (transcription sessions
+    have no conversation: only their transcriptions bill)."""
+    if session.get("type") != "realtime":
+        return None
+    instructions = text_tokens(str(session.get("instructions") or ""))
+    instructions += sum(text_tokens(json.dumps(tool)) for tool in session.get("tools") or [])
+    limit = MODEL_INPUT_LIMITS.get(model, MODEL_INPUT_LIMITS["gpt-realtime-1.5"]) - instructions
+    return ConversationLedger(instructions, Truncation.from_session_field(session.get("truncation"), model_limit=limit))
 
 
 # ---------------------------------------------------------------------------- own process

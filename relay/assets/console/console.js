@@ -243,6 +243,7 @@ async function searchRecords() {
   const page = await r.json();
   results.replaceChildren();
   if (!page.calls.length) { results.textContent = "No calls found."; return; }
+  if (!q) showTotals(results, params);
   for (const call of page.calls) {
     const row = document.createElement("div");
     row.className = "record";
@@ -254,6 +255,7 @@ async function searchRecords() {
     fact(row, "duration", "Duration", duration);
     fact(row, "agent", "Agent", call.worker || "—");
     fact(row, "disposition", "Disposition", call.disposition || "—");
+    fact(row, "cost", "Cost", formatCost(call.cost_usd));
     row.querySelector(".sum").textContent = call.summary || "";
     row.querySelector(".hits").textContent = (call.matches || []).map(m => "“" + m.text + "”").join("  ");
     row.addEventListener("click", () => openRecord(call.call_sid));
@@ -268,6 +270,38 @@ function fact(row, cls, label, value) {
   span.querySelector(".label").textContent = label;
   span.querySelector(".value").textContent = value;
   row.querySelector(".facts").append(span);
+}
+
+// What the listed calls cost together (GET …?totals=true over the same agent); shown above them.
+async function showTotals(results, params) {
+  params.set("totals", "true");
+  const r = await fetch(recordsBase() + "?" + params, { headers: recordsHeaders() });
+  if (!r.ok) return;
+  const t = (await r.json()).totals;
+  const line = document.createElement("div");
+  line.className = "totals";
+  line.textContent = t.calls + (t.calls === 1 ? " call" : " calls") + " · " + formatCost(t.cost_usd) +
+    (t.calls_priced < t.calls ? " (" + (t.calls - t.calls_priced) + " without a price)" : "");
+  results.prepend(line);
+}
+
+// USD as billed at the price table; "—" when the call has no cost (a model without a price,
+// the offline engine, a call recorded before costs were kept).
+function formatCost(usd) {
+  if (usd === null || usd === undefined) return "—";
+  return "$" + (usd < 0.1 ? usd.toFixed(4) : usd.toFixed(2));
+}
+
+function renderUsage(box, usage) {
+  const el = document.createElement("div");
+  el.className = "usage";
+  const n = (v) => Number(v || 0).toLocaleString("en-US");
+  const parts = ["Cost " + formatCost(usage.cost_usd), usage.model,
+    n(usage.audio_in + usage.audio_in_cached) + " audio tokens in (" + n(usage.audio_in_cached) + " cached)",
+    n(usage.text_in + usage.text_in_cached) + " text tokens in (" + n(usage.text_in_cached) + " cached)",
+    n(usage.text_out) + " out", Number(usage.transcription_s || 0).toFixed(0) + " s transcribed"];
+  el.textContent = parts.join(" · ");
+  box.append(el);
 }
 
 function formatDuration(seconds) {
@@ -287,6 +321,7 @@ async function openRecord(callSid) {
   const title = document.createElement("h2");
   title.textContent = callSid;
   box.append(title);
+  if (rec.usage) renderUsage(box, rec.usage);
   // One player per part: a call continued by another bridge (replica) has several files.
   const parts = Array.isArray(rec.audio_parts) ? rec.audio_parts : (rec.has_audio ? [{ part: 0 }] : []);
   const players = [];
