@@ -35,6 +35,8 @@ import orjson
 
 from sync_publisher.publisher import SeqCounters
 
+from .redis_channel import listen_forever
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -187,6 +189,12 @@ class RedisSeq:
         return value
 
 
+def _takeover(data: str) -> tuple[str, str]:
+    """A takeover message: `{call_sid} {new_owner}`."""
+    call_sid, _, new_owner = data.partition(" ")
+    return call_sid, new_owner
+
+
 class RedisDirectory:
     """Shared through Redis (the official client's asyncio API)."""
 
@@ -229,7 +237,16 @@ class RedisDirectory:
         """Check the server answers (a wrong URL stops startup), then listen for takeovers."""
         await self._client.ping()
         subscribed = asyncio.Event()
-        self._listener = asyncio.create_task(self._listen(on_takeover, subscribed), name="directory-listener")
+        self._listener = asyncio.create_task(
+            listen_forever(
+                self._client,
+                self.channel,
+                lambda data: on_takeover(*_takeover(data)),
+                lambda exc: self._failed("listen", exc),
+                subscribed,
+            ),
+            name="directory-listener",
+        )
         await asyncio.wait_for(subscribed.wait(), timeout=5)
 
     async def aclose(self) -> None:
@@ -240,31 +257,6 @@ class RedisDirectory:
         if self._context_writer is not None and not self._context_writer.done():
             await asyncio.wait([self._context_writer], timeout=1)
         await self._client.aclose()
-
-    async def _listen(self, on_takeover: TakeoverHandler, subscribed: asyncio.Event) -> None:
-        delay = 0.1
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                subscribed.set()
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    call_sid, _, new_owner = str(message["data"]).partition(" ")
-                    on_takeover(call_sid, new_owner)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                raise
-            except Exception as exc:
-                self._failed("listen", exc)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         self.errors[operation] += 1

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from redis.exceptions import LockError, WatchError
 
+from .redis_channel import listen_forever
 from .taskrouter_events import (
     AssistLedger,
     CallRecordState,
@@ -198,6 +199,13 @@ class LocalTaskLedger:
 
     async def aclose(self) -> None:
         return None
+
+
+def _on_call_task_message(data: str, on_call_task: CallTaskHandler) -> None:
+    """`{call_sid} {task_sid} {workspace_sid}`: a call's task changed on another relay."""
+    parts = data.split(" ")
+    if len(parts) == 3:
+        on_call_task(parts[0], parts[1], parts[2])
 
 
 class RedisTaskLedger:
@@ -442,35 +450,18 @@ class RedisTaskLedger:
 
     async def open(self, on_call_task: CallTaskHandler) -> None:
         subscribed = asyncio.Event()
-        self._listener = asyncio.create_task(self._listen(on_call_task, subscribed), name="taskrouter-listener")
+        self._listener = asyncio.create_task(
+            listen_forever(
+                self._client,
+                self.channel,
+                lambda data: _on_call_task_message(data, on_call_task),
+                lambda exc: self._failed("listen", exc),
+                subscribed,
+            ),
+            name="taskrouter-listener",
+        )
         with contextlib.suppress(TimeoutError):  # Redis down at startup: the listener keeps trying
             await asyncio.wait_for(subscribed.wait(), timeout=5)
-
-    async def _listen(self, on_call_task: CallTaskHandler, subscribed: asyncio.Event) -> None:
-        delay = 0.1
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                subscribed.set()
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    parts = str(message["data"]).split(" ")
-                    if len(parts) == 3:
-                        on_call_task(parts[0], parts[1], parts[2])
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                raise
-            except Exception as exc:
-                self._failed("listen", exc)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def announce(self, call_sid: str, task_sid: str, workspace_sid: str) -> None:
         if self._skip():
