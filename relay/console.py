@@ -35,7 +35,7 @@ from aiohttp import web
 
 from .bundled import console_asset
 from .flex_auth import FlexAuthError
-from .http_api import authenticate, refusal
+from .http_api import authenticate, client_address, refusal
 from .knowledge import Passage
 from .settings import Settings
 from .state import RELAY, RelayState
@@ -129,7 +129,7 @@ async def _console_credential(request: web.Request, state: RelayState) -> web.Re
             return None
     if bearer is not None and state.flex_validator is not None:
         try:
-            identity = await authenticate(state, bearer, request.remote)
+            identity = await authenticate(state, bearer, client_address(request))
         except FlexAuthError as exc:
             return _refused(state, "invalid") if exc.status == 401 else refusal(exc)
         if set(state.settings.records_roles).intersection(identity.roles):
@@ -173,7 +173,7 @@ async def passage(request: web.Request) -> web.Response:
             return refused
     else:
         try:
-            await authenticate(state, _bearer(request), request.remote)
+            await authenticate(state, _bearer(request), client_address(request))
         except FlexAuthError as exc:
             return refusal(exc)
     pid = request.query.get("id", "")

@@ -142,11 +142,12 @@ class FlexTokenValidator:
     async def _check(self, key: str, token: str, window: _Window | None) -> FlexIdentity | FlexAuthError:
         result = await self._ask_iam(token)
         now = self._clock()
+        outage = isinstance(result, FlexAuthError) and result.status == 503
+        if window is not None and (outage or isinstance(result, FlexIdentity)):
+            window.used -= 1  # a valid token, or IAM being down, costs the source nothing
         if isinstance(result, FlexIdentity):
-            if window is not None:
-                window.used -= 1  # a valid token costs its source nothing
             self._remember(key, now, result)
-        elif result.status != 503:  # never cache an outage
+        elif not outage:  # never cache an outage
             self._remember(key, now, _Denied(result.status, result.reason))
         return result
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import re
 from typing import Any
@@ -121,6 +122,27 @@ def flex_token(request: web.Request, fields: dict[str, str], *, query_allowed: b
     return fields.get("Token") or fields.get("token")
 
 
+def client_address(request: web.Request) -> str | None:
+    """Who sent the request: the peer, or, when the peer is a trusted proxy
+    (RELAY_TRUSTED_PROXIES), the nearest X-Forwarded-For hop that is not one."""
+    address = request.remote
+    trusted = request.app[RELAY].trusted_proxies
+    if not trusted or address is None:
+        return address
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    while hops and _is_trusted(address, trusted):
+        address = hops.pop()
+    return address
+
+
+def _is_trusted(address: str, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # a forged hop that is not an address stops the walk
+    return any(ip in network for network in trusted)
+
+
 def refusal(exc: FlexAuthError) -> web.Response:
     """A failed Flex check as its HTTP answer; a rate-limited source learns when to come back."""
     response = web.json_response({"error": exc.reason}, status=exc.status)
@@ -161,7 +183,7 @@ async def token(request: web.Request) -> web.Response:
     fields = await _request_fields(request)
     try:
         presented = flex_token(request, fields)
-        identity = (await authenticate(state, presented, request.remote)).identity if presented else None
+        identity = (await authenticate(state, presented, client_address(request))).identity if presented else None
     except FlexAuthError as exc:
         return refusal(exc)
     if identity is None and "identity" in fields:
@@ -227,7 +249,7 @@ async def _control(request: web.Request, call_sid: str, action: str | None) -> w
     state = request.app[RELAY]
     fields = await _request_fields(request)
     try:
-        await authenticate(state, flex_token(request, fields), request.remote)
+        agent = await authenticate(state, flex_token(request, fields), client_address(request))
     except FlexAuthError as exc:
         return refusal(exc)
     call_sid = call_sid or fields.get("callSid", "")
@@ -245,6 +267,11 @@ async def _control(request: web.Request, call_sid: str, action: str | None) -> w
                 return _error(400, f"{field} must look like {name[:2].upper()} followed by 32 hex digits")
             if value:
                 task[name] = value
+        # The agent who starts assist is the call's agent: pausing it and editing its wrap-up
+        # are theirs (and supervisors'), not every agent's.
+        task["WorkerIdentity"] = agent.identity
+        if agent.worker_sid:
+            task["WorkerSid"] = agent.worker_sid
         return _answer(await state.stream_control.start(call_sid, task))
     if action == "stop":
         return _answer(await state.stream_control.stop(call_sid))
@@ -264,16 +291,18 @@ async def call_assist(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- pause for payments
 
 
-def may_pause(state: RelayState, identity: FlexIdentity, bridge: CallBridge) -> bool:
-    """The call's agent (its stream's `WorkerIdentity`/`WorkerSid`) or a supervisor (a role in
-    RELAY_RECORDS_ROLES). A call whose agent is not known (no TaskRouter parameters) may be
-    paused by any token `authenticate` accepted (a role in RELAY_FLEX_ALLOWED_ROLES)."""
+def may_act_for_call(state: RelayState, identity: FlexIdentity, agent: str | None, worker: str | None) -> bool:
+    """The call's agent (its stream's `WorkerIdentity`/`WorkerSid`, which `/stream`, the assist
+    route and the TaskRouter driver set) or a supervisor (a role in RELAY_RECORDS_ROLES). A call
+    whose agent is not known (a stream started elsewhere without them) is a supervisor's only:
+    an agent must not pause, resume or read another agent's call."""
     if set(state.settings.records_roles).intersection(identity.roles):
         return True
-    agent, worker = bridge.agent_identity, bridge.agent_worker_sid
-    if agent is None and worker is None:
-        return True
     return (agent is not None and identity.identity == agent) or (worker is not None and identity.worker_sid == worker)
+
+
+def may_pause(state: RelayState, identity: FlexIdentity, bridge: CallBridge) -> bool:
+    return may_act_for_call(state, identity, bridge.agent_identity, bridge.agent_worker_sid)
 
 
 async def call_pause(request: web.Request) -> web.Response:
@@ -284,7 +313,7 @@ async def call_pause(request: web.Request) -> web.Response:
     pausing = request.path.endswith("/pause")
     fields = await _request_fields(request)
     try:
-        identity = await authenticate(state, flex_token(request, fields), request.remote)
+        identity = await authenticate(state, flex_token(request, fields), client_address(request))
     except FlexAuthError as exc:
         return refusal(exc)
     call_sid = request.match_info["callSid"]

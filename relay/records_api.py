@@ -30,7 +30,7 @@ from aiohttp import web
 from .call_store import SearchQuery, StoreUnavailable
 from .console import console_guard
 from .flex_auth import FlexAuthError
-from .http_api import authenticate, flex_token, refusal
+from .http_api import authenticate, client_address, flex_token, refusal
 from .records import CALL_ID_RE, Records
 from .state import RELAY, RelayState
 
@@ -52,7 +52,7 @@ async def _supervisor(request: web.Request, state: RelayState) -> web.Response |
         # Only the audio is loaded by URL (an <audio> element cannot set a header).
         by_url = (request.match_info.route.name or "").startswith(AUDIO_ROUTE)
         token = flex_token(request, dict(request.query), query_allowed=by_url)
-        identity = await authenticate(state, token, request.remote)
+        identity = await authenticate(state, token, client_address(request))
     except FlexAuthError as exc:
         return refusal(exc)
     if not set(state.settings.records_roles).intersection(identity.roles):

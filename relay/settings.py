@@ -6,6 +6,7 @@ Names are a public interface (DESIGN.md §6). Everything the relay adds carries 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -215,6 +216,9 @@ class Settings(BaseSettings):
     # --- Flex-facing API
     legacy_token_identity: str | None = Field(None, validation_alias=_env("RELAY_LEGACY_TOKEN_IDENTITY"))
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("RELAY_ALLOWED_ORIGINS"))
+    # Proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client: Flex token
+    # checks are rate-limited per client, and behind a balancer every request comes from it.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("RELAY_TRUSTED_PROXIES"))
     token_ttl_s: int = Field(3600, ge=60, le=86_400, validation_alias=_env("RELAY_TOKEN_TTL_S"))
     flex_allowed_roles: Annotated[tuple[str, ...], NoDecode] = Field(
         ("agent", "supervisor", "admin"), validation_alias=_env("RELAY_FLEX_ALLOWED_ROLES")
@@ -224,7 +228,9 @@ class Settings(BaseSettings):
         "inbound_track", validation_alias=_env("RELAY_STREAM_TRACK")
     )
 
-    @field_validator("allowed_origins", "flex_allowed_roles", "records_roles", "redact_entities", mode="before")
+    @field_validator(
+        "allowed_origins", "flex_allowed_roles", "records_roles", "redact_entities", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -237,6 +243,13 @@ class Settings(BaseSettings):
         unknown = set(value) - set(REDACT_ENTITIES)
         if unknown:
             raise ValueError(f"unknown entities {sorted(unknown)}; known: {', '.join(REDACT_ENTITIES)}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
         return value
 
     @field_validator("allowed_origins")

@@ -7,6 +7,8 @@ state and its adapters. Each field has one writer, named beside it.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -122,6 +124,11 @@ class RelayState:
         if self.hub is None:
             raise RuntimeError("the app's adapters are not set up (is the app running?)")
         return self.hub.open(call_sid)
+
+    @functools.cached_property
+    def trusted_proxies(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """RELAY_TRUSTED_PROXIES, parsed once (the settings validated every entry)."""
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.settings.trusted_proxies)
 
     def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
         """A background task the app keeps a reference to and waits for on drain. A failure

@@ -180,6 +180,11 @@ async def test_start_then_stop_makes_exactly_the_functions_rest_calls(
                 "Track": "inbound_track",
                 "StatusCallback": f"{PUBLIC_URL}/twilio/stream-status",
                 "StatusCallbackMethod": "POST",
+                # Who started assist is the call's agent: the one who may pause it.
+                "Parameter1.Name": "WorkerIdentity",
+                "Parameter1.Value": "alice_40example_2Ecom",
+                "Parameter2.Name": "WorkerSid",
+                "Parameter2.Value": "WK00000000000000000000000000000001",
             },
         ),
         ("update", CALL, {"stream": f"assist_{CALL}", "Status": "stopped"}),

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from relay.flex_auth import FlexAuthError, FlexTokenValidator
 from relay.logs import JsonFormatter, configure_logging, secrets_from_settings
@@ -410,3 +411,28 @@ async def test_a_burst_of_one_invalid_token_raises_a_fresh_error_for_each_caller
         )
     assert all(isinstance(r, FlexAuthError) and r.status == 401 for r in results)
     assert len({id(r) for r in results}) == 5 and fake_twilio.state.iam_requests == 1
+
+
+@pytest.mark.parametrize(("trusted", "valid_status"), [("127.0.0.0/8", 200), ("", 429)])
+async def test_behind_a_trusted_proxy_invalid_tokens_are_limited_per_forwarded_client(
+    start_relay: StartRelay, fake_twilio: FakeTwilio, trusted: str, valid_status: int
+) -> None:
+    """Every request comes from the balancer: unless it is trusted to name the client, one
+    client's bad tokens use up the allowance of everyone behind it."""
+    relay = await start_relay(trusted_proxies=trusted)
+    fake_twilio.add_agent("flex-token-late-agent", "late", ["agent"])
+
+    async def token(value: str, client: str) -> int:
+        headers = {"Authorization": f"Bearer {value}", "X-Forwarded-For": f"198.51.100.1, {client}"}
+        async with aiohttp.ClientSession() as s, s.post(relay.http_url("/token"), headers=headers) as r:
+            return r.status
+
+    statuses = [await token(f"made-up-token-{i}", "203.0.113.7") for i in range(12)]
+    assert statuses.count(429) == 2 and statuses.count(401) == 10
+    # Another agent behind the same balancer is not locked out by it.
+    assert await token("flex-token-late-agent", "203.0.113.99") == valid_status
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    with pytest.raises(ValidationError, match="not-a-network"):
+        Settings(trusted_proxies="10.0.0.0/8,not-a-network")
