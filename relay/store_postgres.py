@@ -29,7 +29,7 @@ from .call_store import (
     decode_cursor,
     page_of,
 )
-from .usage import KINDS, stored_usage, usage_totals
+from .usage import KINDS, merge_usage, stored_usage, usage_totals
 
 MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
     (
@@ -159,6 +159,11 @@ class PostgresStore:
                         )
                     elif isinstance(row, CallEnded):
                         usage, cost_usd = stored_usage(row.summary)
+                        earlier = await conn.fetchval(
+                            "SELECT usage FROM calls WHERE call_sid = $1 FOR UPDATE", row.call_sid
+                        )
+                        if earlier:  # an earlier bridge of this call billed too
+                            usage, cost_usd = merge_usage(json.loads(earlier), usage)
                         await conn.execute(
                             "INSERT INTO calls (call_sid, ended_at, end_reason, summary, wrapup, disposition, "
                             "task_sid, audio_path, usage, cost_usd) "

@@ -31,7 +31,7 @@ from .call_store import (
     decode_cursor,
     page_of,
 )
-from .usage import KINDS, stored_usage, usage_totals
+from .usage import KINDS, merge_usage, stored_usage, usage_totals
 
 MIGRATIONS: Final[list[tuple[int, list[str]]]] = [
     (
@@ -199,6 +199,10 @@ class SqliteStore:
             )
         elif isinstance(row, CallEnded):
             usage, cost_usd = stored_usage(row.summary)
+            async with db.execute("SELECT usage FROM calls WHERE call_sid = ?", (row.call_sid,)) as cursor:
+                found = await cursor.fetchone()
+            if found is not None and found[0]:  # an earlier bridge of this call billed too
+                usage, cost_usd = merge_usage(json.loads(found[0]), usage)
             await db.execute(
                 "INSERT INTO calls (call_sid, ended_at, end_reason, summary, wrapup, disposition, task_sid, "
                 "audio_path, usage, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (call_sid) DO UPDATE SET "

@@ -16,7 +16,7 @@ import pytest
 from relay.call_store import CallEnded, CallStarted, CallStore, SearchQuery
 from relay.store_postgres import PostgresStore
 from relay.store_sqlite import SqliteStore
-from relay.usage import KINDS, stored_usage, usage_totals
+from relay.usage import KINDS, merge_usage, stored_usage, usage_totals
 from tests.fakes.postgres import PostgresServer
 
 _databases = itertools.count(1)
@@ -133,3 +133,31 @@ def test_a_summary_says_what_it_can_and_no_more() -> None:
     assert stored_usage({}) == (None, None)
     with pytest.raises(ValueError, match="aggregate row"):
         usage_totals([1, 1, 0.5])
+
+
+async def test_a_call_served_by_two_bridges_keeps_the_sum_of_what_each_billed(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    # A restarted stream or a call continued on another replica: each bridge writes its end row.
+    await store.migrate()
+    await store.write(call(1, 1000.0, {"usage": usage(0.5, audio_in=100)}))
+    await store.write(call(1, 1100.0, {"usage": usage(0.25, audio_in=300)}))
+    record = await store.get(sid(1))
+    assert record is not None and record["cost_usd"] == 0.75
+    kept = json.loads(record["usage"])  # a JSON column, as text
+    assert kept["audio_in"] == 400 and kept["text_out"] == 20 and kept["transcription_s"] == 25.0
+    # One part without a price: the sum is not known.
+    await store.write(call(2, 2000.0, {"usage": usage(0.5)}))
+    await store.write(call(2, 2100.0, {"usage": usage(None)}))
+    unpriced = await store.get(sid(2))
+    assert unpriced is not None and unpriced["cost_usd"] is None and json.loads(unpriced["usage"])["audio_in"] == 2000
+
+
+def test_merging_usage_adds_every_kind_and_knows_a_cost_only_when_every_part_does() -> None:
+    merged, cost = merge_usage(usage(0.5, audio_in=100), usage(0.25, audio_in=300))
+    assert cost == 0.75 and merged is not None and merged["audio_in"] == 400 and merged["cost_usd"] == 0.75
+    assert merge_usage(None, usage(0.25))[1] == 0.25 and merge_usage(usage(0.25), None)[1] == 0.25
+    assert merge_usage(usage(None), usage(0.25))[1] is None
+    assert merge_usage(None, None) == (None, None)
+    hostile = merge_usage({"audio_in": "lots", "cost_usd": float("nan")}, usage(0.25, audio_in=7))
+    assert hostile[0] is not None and hostile[0]["audio_in"] == 7 and hostile[1] is None

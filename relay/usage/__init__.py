@@ -28,7 +28,7 @@ from .billing import (
 from .counts import KINDS, Refused, TokenCounts, TranscriptionCounts, parse_response_usage, parse_transcription_usage
 from .price_file import prices_at, read_prices, startup_prices
 from .prices import PriceFileError, PriceTable, RealtimePrice, TranscriptionPrice, load_prices, round_usd
-from .stored import stored_usage, usage_totals
+from .stored import merge_usage, stored_usage, usage_totals
 
 __all__ = [
     "ASSISTANT_AUDIO_TOKENS_PER_S",
@@ -49,6 +49,7 @@ __all__ = [
     "TranscriptionPrice",
     "Truncation",
     "load_prices",
+    "merge_usage",
     "parse_response_usage",
     "parse_transcription_usage",
     "prices_at",

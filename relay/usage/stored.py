@@ -39,3 +39,28 @@ def usage_totals(row: Sequence[Any]) -> dict[str, Any]:
         "tokens": {kind: int(value or 0) for kind, value in zip(KINDS, sums, strict=False)},
         "transcription_s": round(float(sums[-1] or 0.0), 3),
     }
+
+
+def merge_usage(
+    earlier: Mapping[str, Any] | None, later: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, float | None]:
+    """A call served by several bridges (a stream restarted, a call continued on another
+    replica) bills each one: the record keeps their sum. The cost is known only if every
+    part's is; the model is the latest part's."""
+    if earlier is None or later is None:
+        only = later if later is not None else earlier
+        return stored_usage({"usage": only}) if only is not None else (None, None)
+    merged: dict[str, Any] = dict(later)
+    for kind in (*KINDS, "transcription_s"):
+        merged[kind] = _number(earlier.get(kind)) + _number(later.get(kind))
+    merged["transcription_s"] = round(merged["transcription_s"], 3)
+    _, cost_before = stored_usage({"usage": earlier})
+    _, cost_now = stored_usage({"usage": later})
+    merged["cost_usd"] = round_usd(cost_before + cost_now) if cost_before is not None and cost_now is not None else None
+    return stored_usage({"usage": merged})
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 0
+    return value
