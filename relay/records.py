@@ -16,7 +16,6 @@ id makes a hidden file or a path outside the folder.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -73,6 +72,25 @@ def audio_parts_in(folder: Path, stems: Iterable[str]) -> dict[str, list[tuple[i
     for parts in wanted.values():
         parts.sort()
     return wanted
+
+
+PART_PROBE_GAP: Final = 8  # parts are numbered by bridge; one that recorded nothing leaves a gap
+
+
+def probe_audio_parts(folder: Path, stem: str) -> list[tuple[int, Path]]:
+    """Blocking: one call's audio files, `(part, path)` in order, found by name rather than
+    by listing a folder that holds every retained call (each range request of a player asks)."""
+    found: list[tuple[int, Path]] = []
+    misses, part = 0, 0
+    while misses < PART_PROBE_GAP:
+        path = folder / (f"{stem}.flac" if part == 0 else f"{stem}.{part}.flac")
+        if path.is_file():
+            found.append((part, path))
+            misses = 0
+        else:
+            misses += 1
+        part += 1
+    return found
 
 
 ROWS_PER_INCARNATION = 1_000_000  # (PostgreSQL's n is a 32-bit integer: 2,147 incarnations)
@@ -149,6 +167,7 @@ class Records:
         self._retention_task: asyncio.Task[None] | None = None
         self.retention_period_s = 3600.0
         self.retention_failures = 0  # passes that failed (the next period tries again)
+        self.audio_delete_failures = 0  # audio files retention or DELETE could not remove (logged)
         self.expired = 0
 
     def start(self) -> None:
@@ -177,9 +196,7 @@ class Records:
         """Every audio file of one call, `(part, path)` in part order (empty: none, or off)."""
         if self.audio_dir is None:
             return []
-        stem = audio_stem(call_sid)
-        found = await asyncio.to_thread(audio_parts_in, self.audio_dir, [stem])
-        return found[stem]
+        return await asyncio.to_thread(probe_audio_parts, self.audio_dir, audio_stem(call_sid))
 
     async def delete(self, call_sid: str) -> bool:
         """Remove one call's record and every part of its audio; False when there was neither.
@@ -211,9 +228,14 @@ class Records:
                 paths.update(path for _, path in parts)
         removed = 0
         for path in paths:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 path.unlink()
                 removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # one file that cannot go must not keep the others
+                self.audio_delete_failures += 1
+                log.warning("call audio not deleted", extra={"file": path.name, "error": type(exc).__name__})
         return removed
 
     async def _retention_loop(self) -> None:
