@@ -134,12 +134,14 @@ async def test_only_the_calls_agent_or_a_supervisor_may_pause_it(start_relay: St
     assert (await post(relay, spec.call_sid, "pause", SAM))[1]["paused"] is True  # a supervisor
     assert (await post(relay, spec.call_sid, "resume", BOB))[0] == 403
     assert (await post(relay, spec.call_sid, "resume", ALICE))[1]["paused"] is False  # the call's agent
-    assert (await post(relay, unknown_agent.call_sid, "pause", BOB))[1]["paused"] is True
+    # Whose call it is not known (a stream started without the agent): a supervisor's only.
+    assert (await post(relay, unknown_agent.call_sid, "pause", BOB))[0] == 403
+    assert (await post(relay, unknown_agent.call_sid, "pause", SAM))[1]["paused"] is True
     assert (await post(relay, "CA" + "0" * 32, "pause", ALICE))[0] == 404
     assert (await post(relay, "CA bad", "pause", ALICE))[0] == 400
     await asyncio.gather(call, other)
     await wait_until(lambda: relay.state.idle, timeout_s=20)
-    assert relay.state.stats.flex_auth["pause_denied"] == 2
+    assert relay.state.stats.flex_auth["pause_denied"] == 3
     ended_paused = next(s for s in relay.state.recent_summaries if s["call_sid"] == unknown_agent.call_sid)
     assert len(ended_paused["privacy"]["paused"]) == 1  # a call that ends paused: its span is kept
     assert await _metric(relay, r'relay_pauses_total\{event="ended"\}') == 1
