@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench load clean lock test-latest
+.PHONY: install test lint plugin demo bench load clean lock test-latest
 
 # Installs come from the lock files in requirements/ (exact versions, every file's hash), so a
 # fresh machine gets what the last green run used; pyproject.toml keeps ranges for library users.
@@ -37,8 +37,15 @@ lint: install
 	# tests/test_model_link.py: its session and sink doubles are checked against their seams.
 	$(BIN)/mypy relay sync_publisher tests/test_model_link.py
 
+# The Flex plugin (flex-plugin/, TypeScript): type check, Jest, the bundle and the browser
+# test's page. It needs Node.js and npm: without them it is skipped with a note, except in CI.
+plugin:
+	@if command -v npm >/dev/null; then ./flex-plugin/ci.sh; \
+	elif [ -n "$$CI" ]; then echo "npm is needed for the Flex plugin's checks" >&2; exit 1; \
+	else echo "npm not found: the Flex plugin's checks are skipped (install Node.js 20 and npm)"; fi
+
 # -rs: a skipped test always says why.
-test: lint
+test: lint plugin
 	$(BIN)/pytest -q -rs -p no:cacheprovider
 
 # `make demo DEMO_ARGS=--hold` keeps the console up after the call; `--engine openai` uses OpenAI.

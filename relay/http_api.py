@@ -518,7 +518,7 @@ def _cors_headers(origin: str, *, preflight: bool) -> dict[str, str]:
         "Vary": "Origin",
     }
     if preflight:
-        headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
         headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
         headers["Access-Control-Max-Age"] = "600"
     return headers

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .call_privacy import redaction_config
 from .call_store import StoreUnavailable
 from .flex_auth import FlexAuthError, FlexIdentity
-from .http_api import authenticate, flex_token, refusal
+from .http_api import authenticate, client_address, flex_token, may_act_for_call, refusal
 from .records import CALL_ID_RE
 from .redaction import RedactionSession, Redactor
 from .state import RELAY, RelayState
@@ -82,12 +82,9 @@ def _bad(call_sid: str, reason: str) -> web.Response:
 
 
 def _may_edit(state: RelayState, identity: FlexIdentity, worker: str | None) -> bool:
-    """The call's agent (the record's worker: its WorkerIdentity or WorkerSid) or a supervisor."""
-    if set(state.settings.records_roles).intersection(identity.roles):
-        return True
-    if worker is None:
-        return True
-    return identity.identity == worker or identity.worker_sid == worker
+    """The call's agent (the record's worker: its WorkerIdentity or WorkerSid) or a supervisor;
+    a call whose agent is not known is a supervisor's only (the rule pausing follows too)."""
+    return may_act_for_call(state, identity, worker, worker)
 
 
 def _redaction(state: RelayState) -> RedactionSession | None:
@@ -120,7 +117,7 @@ async def _checked(request: web.Request) -> tuple[RelayState, str, dict[str, Any
     """Proof, call id, records on, the record itself, and the right to touch it."""
     state = request.app[RELAY]
     try:
-        identity = await authenticate(state, flex_token(request, {}), request.remote)
+        identity = await authenticate(state, flex_token(request, {}), client_address(request))
     except FlexAuthError as exc:
         return refusal(exc)
     call_sid = request.match_info["callSid"]
@@ -168,10 +165,13 @@ async def put_wrapup(request: web.Request) -> web.Response:
         return checked
     state, call_sid, record, identity = checked
     assert state.wrapup is not None and state.records is not None
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        return _bad(call_sid, f"the body is limited to {MAX_BODY_BYTES} bytes")
-    edit = _parse(raw, call_sid, state.wrapup.dispositions.names)
+    # read() of n bytes returns what has arrived so far: a body in several segments is read whole.
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            return _bad(call_sid, f"the body is limited to {MAX_BODY_BYTES} bytes")
+    edit = _parse(bytes(raw), call_sid, state.wrapup.dispositions.names)
     if isinstance(edit, web.Response):
         return edit
 

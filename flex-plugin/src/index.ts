@@ -1,0 +1,5 @@
+import * as FlexPlugin from '@twilio/flex-plugin';
+
+import RelayAssistPlugin from './RelayAssistPlugin';
+
+FlexPlugin.loadPlugin(RelayAssistPlugin);
