@@ -118,15 +118,24 @@ class _FlacFile:
             self._file = None
 
 
+class _Track:
+    """One channel's unwritten audio, and what a discontinuity added to its timestamps to
+    carry on where it was."""
+
+    __slots__ = ("buf", "shift")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.shift = 0
+
+
 class AudioRecorder:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._tracks: dict[str, bytearray] = {"inbound": bytearray(), "outbound": bytearray()}
+        self._tracks: dict[str, _Track] = {"inbound": _Track(), "outbound": _Track()}
         # The stream's clock (timestamp in samples) that buffer position 0 stands for; both
         # tracks share it, so they stay aligned.
         self._origin: int | None = None
-        # Per track: what a discontinuity added to its timestamps to carry on where it was.
-        self._shift: dict[str, int] = {"inbound": 0, "outbound": 0}
         self._check_at = BLOCK_SAMPLES
         self._flushed = 0  # samples handed to the writer
         self._pending: list[concurrent.futures.Future[int]] = []
@@ -139,19 +148,23 @@ class AudioRecorder:
         self._min_lag = 0
         self._max_hold = 0
         self._holds: dict[str, int] = {}
+        # Per track, where the model has not heard yet (`hold_unheard`): kept back too.
+        self._unheard: dict[str, int] = {}
         self._masks: list[tuple[int, int]] = []
         self.late_masks = 0
         self.holds_expired = 0
+        self.unheard_written = 0  # samples written past the bound before the model heard them
 
     def add(self, media: Media, *, silent: bool = False) -> None:
         """Per frame (both tracks, 50/s each): a few integer operations and an append.
         `silent`: the frame's place is kept, its sound is not (a paused call)."""
-        buf = self._tracks.get(media.track)
-        if buf is None:
+        track = self._tracks.get(media.track)
+        if track is None:
             return
+        buf = track.buf
         payload = _SILENCE * len(media.payload) if silent else media.payload
         if media.timestamp_ms is not None:
-            position = media.timestamp_ms * 8 + self._shift[media.track]
+            position = media.timestamp_ms * 8 + track.shift
             origin = self._origin
             if origin is None:  # the stream's first frame: its clock counts from here
                 origin = self._origin = position - len(buf)
@@ -160,7 +173,7 @@ class AudioRecorder:
             target = position - origin
             n = len(buf)
             if target - n > GAP_LIMIT or n - target > GAP_LIMIT:
-                target = self._discontinuity(media.track, target, n)
+                target = self._discontinuity(media.track, track, target, n)
             if target > n:
                 buf += _SILENCE * (target - n)  # a lost frame is silence, in its place
             elif target < n:
@@ -171,30 +184,31 @@ class AudioRecorder:
         if len(buf) >= self._check_at:
             self._flush_if_ready()
 
-    def _discontinuity(self, track: str, target: int, n: int) -> int:
+    def _discontinuity(self, name: str, track: _Track, target: int, n: int) -> int:
         """The track's clock jumped: pad at most GAP_LIMIT and count its later frames from here."""
-        own = self._shift[track]
-        for shift in self._shift.values():
+        own = track.shift
+        for other in self._tracks.values():
             # The other track made the same jump already (one clock for both): follow it, so
             # the tracks stay aligned.
-            candidate = target - own + shift
-            if shift != own and -GAP_LIMIT <= candidate - n <= GAP_LIMIT:
-                self._shift[track] = shift
+            candidate = target - own + other.shift
+            if other.shift != own and -GAP_LIMIT <= candidate - n <= GAP_LIMIT:
+                track.shift = other.shift
                 return candidate
         placed = n + GAP_LIMIT if target > n else n
-        self._shift[track] += placed - target
+        track.shift += placed - target
         self.discontinuities += 1
         if self.discontinuities in (1, 10, 100, 1000) or self.discontinuities % 10_000 == 0:
             log.warning(
                 "call audio timestamps jumped; padded to the gap limit",
-                extra={"track": track, "jump_s": _clamp((target - n) // RATE), "discontinuities": self.discontinuities},
+                extra={"track": name, "jump_s": _clamp((target - n) // RATE), "discontinuities": self.discontinuities},
             )
         return placed
 
     def restart_timestamps(self) -> None:
         """A new stream for the call: its timestamps start again from zero."""
         self._origin = None
-        self._shift = dict.fromkeys(self._shift, 0)
+        for track in self._tracks.values():
+            track.shift = 0
 
     # ------------------------------------------------------------------ redaction
 
@@ -204,22 +218,33 @@ class AudioRecorder:
         self._min_lag = int(min_lag_s * RATE)
         self._max_hold = max(self._min_lag, int(max_hold_s * RATE))
 
-    def _sample(self, at_s: float) -> int:
-        """A call-time position (seconds, the bridge's clock) as an absolute sample."""
-        return max(0, round(at_s * RATE) - (self._zero or 0))
+    def _sample(self, at_s: float, track: str = "inbound") -> int:
+        """A call-time position (seconds, the bridge's clock: the stream's timestamps) as an
+        absolute sample: shifted like the track's frames since its last discontinuity."""
+        t = self._tracks.get(track)
+        return max(0, round(at_s * RATE) + (t.shift if t is not None else 0) - (self._zero or 0))
 
-    def hold(self, key: str, at_s: float) -> None:
+    def hold(self, key: str, at_s: float, track: str = "inbound") -> None:
         """An utterance started at `at_s`: write nothing from there until `release(key)`."""
-        if self._max_hold and len(self._holds) < 256:  # bounded: utterances that never end
-            self._holds[key] = self._sample(at_s)
+        if self._max_hold and (key in self._holds or len(self._holds) < 256):  # bounded: utterances that never end
+            self._holds[key] = max(self._flushed, self._sample(at_s, track))
+
+    def hold_unheard(self, track: str, at_s: float | None) -> None:
+        """The model has heard `track` up to `at_s` (less the margin for a late speech start):
+        write nothing from there on; moved on as the model hears more (None: it has heard it
+        all). Bounded like every hold."""
+        if at_s is None:
+            self._unheard.pop(track, None)
+        elif self._max_hold:
+            self._unheard[track] = max(self._flushed, self._sample(at_s, track))
 
     def release(self, key: str) -> None:
         self._holds.pop(key, None)
 
-    def mask(self, start_s: float, end_s: float) -> bool:
-        """Silence both channels over [start_s, end_s); False if part of it was written already
-        (counted in `late_masks`)."""
-        first, last = self._sample(start_s), self._sample(end_s)
+    def mask(self, start_s: float, end_s: float, track: str = "inbound") -> bool:
+        """Silence both channels over [start_s, end_s) (positions on `track`'s clock); False if
+        part of it was written already (counted in `late_masks`)."""
+        first, last = self._sample(start_s, track), self._sample(end_s, track)
         if last <= first:
             return True
         late = first < self._flushed
@@ -236,6 +261,8 @@ class AudioRecorder:
         limit = longest - self._min_lag
         if self._holds:
             limit = min(limit, min(self._holds.values()) - self._flushed)
+        if self._unheard:
+            limit = min(limit, min(self._unheard.values()) - self._flushed)
         floor = longest - self._max_hold
         if limit < floor:  # held past the bound: write anyway, and forget the holds it passes
             limit = floor
@@ -260,7 +287,7 @@ class AudioRecorder:
     # ------------------------------------------------------------------ writing
 
     def _ready_count(self) -> int:
-        lengths = [len(b) for b in self._tracks.values()]
+        lengths = [len(t.buf) for t in self._tracks.values()]
         longest = max(lengths)
         count = max(min(lengths), longest - _LAG_LIMIT)  # never wait more than the lag limit for a track
         if self._max_hold:
@@ -270,18 +297,22 @@ class AudioRecorder:
     def _flush_if_ready(self) -> None:
         count = self._ready_count()
         if count >= BLOCK_SAMPLES:
+            if self._unheard:  # held past the bound: written before the model heard it, counted
+                unheard = max(self._flushed, min(self._unheard.values()))
+                self.unheard_written += max(0, self._flushed + count - unheard)
             self._flush(count)
-        longest = max(len(b) for b in self._tracks.values())
+        longest = max(len(t.buf) for t in self._tracks.values())
         self._check_at = longest + 800  # look again in 100 ms of audio, not every frame
 
     def _flush(self, count: int | None = None) -> None:
         """Write `count` samples of each track (None: everything, at the end of the call)."""
         if count is None:
-            count = max(len(b) for b in self._tracks.values())
+            count = max(len(t.buf) for t in self._tracks.values())
         if count <= 0:
             return
         chunks = []
-        for buf in self._tracks.values():
+        for track in self._tracks.values():
+            buf = track.buf
             chunk = bytes(buf[:count])
             chunks.append(self._silence_masked(chunk) if self._masks else chunk)
             del buf[:count]

@@ -26,7 +26,7 @@ from typing import Any
 from sync_publisher import Channel, StreamReport, messages
 
 from .audio import Transcoder, make_transcoder
-from .call_privacy import HOLD_MAX_S, HOLD_MIN_S, CallPrivacy, PrivacyConfig, redaction_config
+from .call_privacy import HOLD_MAX_S, HOLD_MIN_S, SPAN_BEFORE_S, CallPrivacy, PrivacyConfig, redaction_config
 from .call_record import CallRecord, GivenSuggestion, Line
 from .insights import Insight, InsightTracker, is_question, sentences
 from .knowledge_tool import SEARCH_TOOL, ToolAnswer, answer_tool_call
@@ -70,6 +70,15 @@ COVERED_FOR_S = 300.0
 AGENT_TRACK = "outbound"
 TAKEN_OVER = "taken_over"  # end reason: a newer stream for the call runs on another replica
 _ULAW_BYTES_PER_MS = 8
+# Chunks a track pushed and the link has not consumed yet, remembered one by one: 100 with the
+# default 10 s buffer and 100 ms batches; past this bound the newest entry stretches instead.
+_POSITIONS_MAX = 1024
+# The recorder holds back what the model has not heard (less SPAN_BEFORE_S) up to the audio
+# buffer's bound and this margin (a batch not yet flushed, a merged append in flight).
+_UNHEARD_MARGIN_S = 2.0
+# A line of the call's shared context that is no transcript: when the call's pause ends (Unix
+# time; 0: resumed), so a bridge continuing the call on another replica starts paused.
+PAUSE_MARK = "\x00paused until "
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,28 +96,71 @@ class _TrackPipe:
     """One track's audio path: its own transcoder state, batch, and model link; and where in
     the call's audio the model is (what it has been given so far)."""
 
-    __slots__ = ("batch", "end_s", "frames", "heard_s", "link", "positions", "pushed_frames", "transcoder")
+    __slots__ = (
+        "base_s",
+        "batch",
+        "frames",
+        "heard_s",
+        "last_ts",
+        "link",
+        "positions",
+        "pushed_frames",
+        "skipped",
+        "tail",
+        "transcoder",
+    )
 
     def __init__(self, link: ModelLink, transcoder: Transcoder) -> None:
         self.link = link
         self.transcoder = transcoder
         self.batch = bytearray()
         self.frames = 0
-        self.end_s = 0.0  # audio position (s) of the end of the newest frame received
+        # Where the newest frame ends, kept cheap per frame and computed in `end_s()`: the
+        # position this stream counts from, its newest timestamp (ms; -1: none yet), and the
+        # bytes received from there (the newest frame's; every frame's without timestamps).
+        self.base_s = 0.0
+        self.last_ts = -1
+        self.tail = 0
+        self.skipped = 0  # paused bytes since the last flush: the model skips them
         self.pushed_frames = 0
         # (frames pushed up to here, audio position at the end of that chunk), oldest first;
-        # entries leave as the link consumes them, so the buffer's bound bounds this too.
+        # entries leave as the link consumes them (checked at every flush), and there are at
+        # most _POSITIONS_MAX whatever the link does.
         self.positions: deque[tuple[int, float]] = deque()
         self.heard_s = 0.0
 
-    def add(self, media: Media, base_ms: int) -> None:
-        self.batch += media.payload
+    def add(self, media: Media) -> None:
+        """Per frame: an append and two assignments."""
+        payload = media.payload
+        self.batch += payload
         self.frames += 1
-        length_s = len(media.payload) / (_ULAW_BYTES_PER_MS * 1000)
-        if media.timestamp_ms is not None:
-            self.end_s = max(self.end_s, (base_ms + media.timestamp_ms) / 1000 + length_s)
+        ts = media.timestamp_ms
+        if ts is None:
+            self.tail += len(payload)  # no timestamps (minimal clients): the audio's own length
         else:
-            self.end_s += length_s  # no timestamps (minimal clients): the audio's own length
+            self.last_ts = ts
+            self.tail = len(payload)
+
+    def skip(self, media: Media) -> None:
+        """A paused frame: the model does not get it, but the call's audio goes on."""
+        ts = media.timestamp_ms
+        if ts is None:
+            self.tail += len(media.payload)
+        else:
+            self.last_ts = ts
+            self.tail = len(media.payload)
+        self.skipped += len(media.payload)
+
+    def end_s(self) -> float:
+        """The audio position (s) of the end of the newest frame received."""
+        at = self.base_s + self.tail / (_ULAW_BYTES_PER_MS * 1000)
+        return at + self.last_ts / 1000 if self.last_ts >= 0 else at
+
+    def restart(self) -> None:
+        """A new stream: its timestamps start again; its audio follows this one's."""
+        self.base_s = self.end_s()
+        self.last_ts = -1
+        self.tail = 0
 
     def flush(self, *, final: bool = False) -> None:
         audio = self.transcoder.process(bytes(self.batch)) if self.batch else b""
@@ -117,11 +169,20 @@ class _TrackPipe:
         frames = self.frames
         self.batch.clear()
         self.frames = 0
-        if frames:
+        if frames or self.skipped:
+            # Skipped (paused) audio adds a position without frames: once the link has
+            # consumed what came before it, the model is past it too.
+            self.skipped = 0
             self.pushed_frames += frames
-            self.positions.append((self.pushed_frames, self.end_s))
+            positions = self.positions
+            if len(positions) >= _POSITIONS_MAX:
+                # The newest entry stretches to cover this chunk: `heard()` lags, never leads.
+                positions[-1] = (self.pushed_frames, self.end_s())
+            else:
+                positions.append((self.pushed_frames, self.end_s()))
         if audio or frames:
             self.link.push_audio(audio, frames)
+        self.heard()  # drop what the link consumed already, model events or not
 
     def heard(self) -> float:
         """The audio position (s) up to which the model has been given this track: the link
@@ -130,8 +191,9 @@ class _TrackPipe:
         arrived, unlike the newest frame received."""
         counters = self.link.counters
         consumed = counters.forwarded_frames + counters.dropped_frames.total()
-        while self.positions and self.positions[0][0] <= consumed:
-            self.heard_s = self.positions.popleft()[1]
+        positions = self.positions
+        while positions and positions[0][0] <= consumed:
+            self.heard_s = positions.popleft()[1]
         return round(self.heard_s, 3)
 
 
@@ -212,7 +274,9 @@ class CallBridge:
         # The call's recent lines: re-seed a new model session (rollover, reconnect, and a
         # bridge continuing the call after another one: `seed_context`); `on_context` shares
         # each line beyond this process.
-        self._recent: deque[str] = deque(seed_context, maxlen=config.context_turns)
+        self._recent: deque[str] = deque(
+            (line for line in seed_context if not line.startswith(PAUSE_MARK)), maxlen=config.context_turns
+        )
         self._on_context = on_context
         self._last_speech_stopped: float | None = None  # clock()
         self._turn_ended_at: float | None = None  # audio position of the newest customer turn's end
@@ -235,8 +299,14 @@ class CallBridge:
         self._audio = recorder.audio if recorder is not None else None
         # Redaction of every text leaving the call, the audio spans it silences, and pauses.
         self.privacy = CallPrivacy(config.privacy, clock)
+        # Nothing the model has not heard is written either (it may still report speech there):
+        # bounded by what the model link may buffer, and a margin.
+        self._hold_unheard = self._audio is not None and self.privacy.enabled
         if self._audio is not None and self.privacy.enabled:
-            self._audio.hold_back(HOLD_MIN_S, HOLD_MAX_S)
+            bytes_per_s = _BYTES_PER_MS.get(config.audio_format, _ULAW_BYTES_PER_MS) * 1000
+            buffered_s = config.link.buffer_max_bytes / bytes_per_s
+            self._audio.hold_back(HOLD_MIN_S, max(HOLD_MAX_S, buffered_s + SPAN_BEFORE_S + _UNHEARD_MARGIN_S))
+        self._pause_timer: asyncio.TimerHandle | None = None
         # The call's agent (stream parameters, when known): who may pause it besides a supervisor.
         self.agent_identity = start.custom_parameters.get("WorkerIdentity") or None
         self.agent_worker_sid = start.custom_parameters.get("WorkerSid") or None
@@ -252,6 +322,7 @@ class CallBridge:
         for link in self.links:
             link.start()
         self._status("started", "assist listening", stream_sid=self.stream_sid)
+        self._continue_pause(seed_context)
 
     @property
     def links(self) -> list[ModelLink]:
@@ -272,16 +343,28 @@ class CallBridge:
             self.dropped["paused"] += 1  # a payment: the model hears nothing, the recording silence
             if media.timestamp_ms is not None and media.timestamp_ms > self._clock_ms:
                 self._clock_ms = media.timestamp_ms
+            pipe.skip(media)  # the call's audio goes on (positions after the pause stay right)
             if self._audio is not None:
                 self._audio.add(media, silent=True)
+            if pipe.skipped >= self._batch_bytes:
+                self._flush(pipe)
             return
-        pipe.add(media, self._clock_base_ms)
+        pipe.add(media)
         if media.timestamp_ms is not None and media.timestamp_ms > self._clock_ms:
             self._clock_ms = media.timestamp_ms
         if self._audio is not None:
             self._audio.add(media)
         if len(pipe.batch) >= self._batch_bytes:
-            pipe.flush()
+            self._flush(pipe)
+
+    def _flush(self, pipe: _TrackPipe, *, final: bool = False) -> None:
+        """Send the track's batch; the recorder keeps back what the model has not heard yet
+        (where it may still report speech: a lagging link, a session still connecting)."""
+        pipe.flush(final=final)
+        if self._hold_unheard and self._audio is not None:
+            for track, p in self._pipes.items():
+                # A track whose audio the model has all (or never got any) holds nothing back.
+                self._audio.hold_unheard(track, p.heard_s - SPAN_BEFORE_S if p.positions else None)
 
     def on_ignored_media(self, reason: str) -> None:
         """A media message that carried no usable audio (empty, unknown track, …)."""
@@ -292,7 +375,8 @@ class CallBridge:
         """A newer stream of this call took over: send the old stream's tails, start the
         tracks afresh, and carry on under the new StreamSid (same model session)."""
         for pipe in self._pipes.values():
-            pipe.flush(final=True)
+            self._flush(pipe, final=True)
+            pipe.restart()
         self.stream_sid = start.stream_sid
         self._clock_base_ms += self._clock_ms
         self._clock_ms = 0
@@ -334,6 +418,8 @@ class CallBridge:
             )
 
     def on_transcription_event(self, event: ModelEvent, speaker: str) -> None:
+        if self.privacy.paused_since is not None:
+            self._pause_over()  # a pause past RELAY_PAUSE_MAX_S ends here too, media or not
         if isinstance(event, SpeechStarted):  # the agent's transcription session
             self._speech_started(speaker, event.item_id, AGENT_TRACK)
         elif isinstance(event, SpeechStopped):
@@ -415,7 +501,7 @@ class CallBridge:
         """Hold the recording back from here until this utterance's final is in."""
         start = self.privacy.speech_started(speaker, item_id, self._heard(track))
         if start is not None and self._audio is not None:
-            self._audio.hold(f"{speaker}:{item_id}", start)
+            self._audio.hold(f"{speaker}:{item_id}", start, track)
 
     def _utterance_done(self, speaker: str, item_id: str, *, masked: bool) -> None:
         """Silence the utterance's audio if its final had something masked, then let it be written."""
@@ -424,7 +510,7 @@ class CallBridge:
         if span is not None and self.recorder is not None and self._audio is not None:
             self.recorder.event(span.start_s, "audio_masked", span.as_dict())
         if self._audio is not None:
-            if span is not None and not self._audio.mask(span.start_s, span.end_s):
+            if span is not None and not self._audio.mask(span.start_s, span.end_s, track):
                 self.privacy.late_masks += 1
             self._audio.release(f"{speaker}:{item_id}")
 
@@ -434,8 +520,10 @@ class CallBridge:
         if self._finished or not self.privacy.pause(self._elapsed()):
             return False
         for pipe in self._pipes.values():
-            pipe.flush()  # what was said before the pause still reaches the model
+            self._flush(pipe)  # what was said before the pause still reaches the model
         self._partial_text.clear()
+        self._schedule_pause_end(self.privacy.config.pause_max_s)
+        self._share_pause(time.time() + self.privacy.config.pause_max_s)
         self._status("paused", "paused for a payment: nothing heard, transcribed or recorded")
         return True
 
@@ -443,6 +531,8 @@ class CallBridge:
         """False if not paused."""
         if not self.privacy.resume(self._elapsed(), event="expired" if expired else "resumed"):
             return False
+        self._cancel_pause_timer()
+        self._share_pause(0.0)
         reason = f"pause ended after {self.privacy.config.pause_max_s:g} s" if expired else "resumed"
         self._status("resumed", reason)
         return True
@@ -452,6 +542,49 @@ class CallBridge:
             self.resume(expired=True)
             return True
         return False
+
+    def _schedule_pause_end(self, delay_s: float) -> None:
+        """The pause ends after RELAY_PAUSE_MAX_S even if no media comes (a held call)."""
+        self._cancel_pause_timer()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): media and model events end it
+            return
+        self._pause_timer = loop.call_later(max(0.01, delay_s), self._on_pause_timer)
+
+    def _on_pause_timer(self) -> None:
+        self._pause_timer = None
+        if self._finished or self.privacy.paused_since is None or self._pause_over():
+            return
+        # The injected clock and the loop's disagree (tests, a suspended machine): look again.
+        since = self.privacy.paused_since
+        self._schedule_pause_end(self.privacy.config.pause_max_s - (self._clock() - since))
+
+    def _share_pause(self, until: float) -> None:
+        if self._on_context is not None:
+            self._on_context(f"{PAUSE_MARK}{until:.3f}")
+
+    def _continue_pause(self, seed_context: Sequence[str]) -> None:
+        """The call was paused on the replica it comes from: paused here too, until then."""
+        marks = [line for line in seed_context if line.startswith(PAUSE_MARK)]
+        if not marks:
+            return
+        try:
+            until = float(marks[-1][len(PAUSE_MARK) :])
+        except ValueError:
+            return
+        pause_max_s = self.privacy.config.pause_max_s
+        left = min(until - time.time(), pause_max_s)
+        if left <= 0 or not self.privacy.pause(0.0, count=False):
+            return
+        self.privacy.paused_since = self._clock() - (pause_max_s - left)
+        self._schedule_pause_end(left)
+        self._status("paused", "paused for a payment (continued): nothing heard, transcribed or recorded")
+
+    def _cancel_pause_timer(self) -> None:
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
 
     def _heard(self, track: str) -> float:
         """Where in the call's audio (seconds) the model is on `track`: model events (speech
@@ -613,7 +746,7 @@ class CallBridge:
         failed: BaseException | None = None
         try:
             for pipe in self._pipes.values():
-                pipe.flush(final=True)
+                self._flush(pipe, final=True)
             self._finished = True
             await asyncio.gather(*(link.finish(self._config.flush_deadline_s) for link in self.links))
             if self._wrapup is not None and not continues_elsewhere:
@@ -625,6 +758,7 @@ class CallBridge:
             raise
         finally:
             self._finished = True
+            self._cancel_pause_timer()
             self.privacy.resume(self._elapsed(), event="ended")  # ended paused: its span goes in the record
             summary = await self._close(reason, continues_elsewhere, failed)
         return summary
@@ -702,6 +836,8 @@ class CallBridge:
         link = self.link.counters
         totals = self.link_totals()
         latencies = sorted(self.suggestion_latencies)
+        if self._audio is not None:
+            self.privacy.unheard_written_s = self._audio.unheard_written / 8000
         summary: dict[str, Any] = {
             "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,

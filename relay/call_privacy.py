@@ -4,7 +4,8 @@ spans to silence, and pause/resume for payments.
 The bridge owns one `CallPrivacy` per call and passes every text through it before publishing,
 storing, logging, sharing or sending it on: customer and agent finals (one `RedactionSession`,
 both speakers in the order they spoke, so a cue in one line reaches the number in the next),
-partials (`partial`: masked by the same rules, and held back while they end in a number),
+partials (`partial`: masked by the same rules, and held back while a number in them may
+still turn out to need a mask),
 the model's answers and the wrap-up (`text`). An utterance whose final had something masked
 gives a span of call audio to silence: from where its speech started (less `SPAN_BEFORE_S`:
 the start is reported after the voice detector heard it) to where it stopped (plus
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .redaction import RedactionConfig, RedactionSession, Redactor, partial_is_safe
+from .redaction import RedactionConfig, RedactionSession, Redactor
 
 SPAN_BEFORE_S: Final = 1.0
 SPAN_AFTER_S: Final = 0.25
@@ -28,7 +29,8 @@ SPAN_AFTER_S: Final = 0.25
 # its end is silenced, at most.
 UNKNOWN_START_S: Final = 15.0
 # The recorder keeps this much of the newest audio unwritten (speech start reports come late),
-# and open utterances up to the bound.
+# and open utterances and what the model has not heard yet up to the bound (the bridge raises
+# it to the model link's buffer, when that is longer).
 HOLD_MIN_S: Final = 4.0
 HOLD_MAX_S: Final = 30.0
 _OPEN_MAX: Final = 256  # utterances remembered between speech start and final
@@ -80,6 +82,9 @@ class CallPrivacy:
         self._open: dict[tuple[str, str], list[float | None]] = {}  # (speaker, item) → [start, stop]
         self.masked: list[MaskedSpan] = []
         self.late_masks = 0
+        # Audio written to the recording before the model heard it (the hold's bound passed):
+        # an utterance in it could not be silenced.
+        self.unheard_written_s = 0.0
         # Pause for payments: when (clock) and where (audio position) the pause began.
         self.paused_since: float | None = None
         self._paused_at_s = 0.0
@@ -101,12 +106,12 @@ class CallPrivacy:
         return redaction.text, redaction.changed
 
     def partial(self, text: str) -> str | None:
-        """A partial transcript, masked; None while it ends in a number (held back)."""
+        """A partial transcript, masked; None while a number in it may not be masked yet (held
+        back: it ends in a number, or one lies where a cue said after it would reach it)."""
         if self._session is None:
             return text
-        if not partial_is_safe(text):
-            return None
-        return self._session.redact(text, final=False).text
+        redaction = self._session.partial(text)
+        return redaction.text if redaction is not None else None
 
     def text(self, text: str) -> str:
         """Any other text leaving the call (a model answer, the wrap-up), masked and counted."""
@@ -155,13 +160,15 @@ class CallPrivacy:
     def paused(self) -> bool:
         return self.paused_since is not None
 
-    def pause(self, at_s: float) -> bool:
-        """False if already paused."""
+    def pause(self, at_s: float, *, count: bool = True) -> bool:
+        """False if already paused. `count`: False for a pause carried over from the replica
+        the call comes from (counted there)."""
         if self.paused_since is not None:
             return False
         self.paused_since = self._clock()
         self._paused_at_s = at_s
-        self.pause_events["paused"] += 1
+        if count:
+            self.pause_events["paused"] += 1
         return True
 
     def resume(self, at_s: float, *, event: str = "resumed") -> bool:
@@ -185,5 +192,6 @@ class CallPrivacy:
             "redactions": dict(self.redactions),
             "audio_masked": [s.as_dict() for s in self.masked],
             "audio_masked_late": self.late_masks,
+            "audio_written_unheard_s": round(self.unheard_written_s, 3),
             "paused": [{"start_s": a, "end_s": b} for a, b in self.pauses],
         }

@@ -110,7 +110,7 @@ async def test_a_pause_nobody_resumes_ends_after_pause_max_s(
     start_relay: StartRelay, fake_realtime: FakeRealtimeServer, fake_twilio: FakeTwilio
 ) -> None:
     relay = await start_relay(pause_max_s=0.5)
-    spec, call = _start_call(relay, 3.0)
+    spec, call = _start_call(relay, 3.0, WorkerIdentity=ALICE_IDENTITY)
     await wait_until(lambda: _frames_in(relay, spec.call_sid, 50))
     assert (await post(relay, spec.call_sid, "pause", ALICE))[0] == 200
     await call
@@ -152,7 +152,7 @@ async def test_the_relay_not_holding_the_call_names_the_stream_that_does(
 ) -> None:
     a = await start_relay(redis_url=redis_url, replica_id="relay-a")
     b = await start_relay(redis_url=redis_url, replica_id="relay-b")
-    spec, call = _start_call(a, 2.0)
+    spec, call = _start_call(a, 2.0, WorkerIdentity=ALICE_IDENTITY)
     await wait_until(lambda: _frames_in(a, spec.call_sid, 20))
     status, body = await post(b, spec.call_sid, "pause", ALICE)
     assert status == 421 and body["owner_stream"] == spec.stream_sid

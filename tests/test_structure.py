@@ -108,7 +108,6 @@ def test_pure_modules_do_no_io() -> None:
         "relay.wrapup",
         "relay.redaction.scan",
         "relay.redaction.redactor",
-        "relay.redaction.audio",
         "relay.usage.accumulator",
         "relay.usage.billing",
         "relay.usage.prices",

@@ -8,8 +8,8 @@ phone numbers and e-mail addresses, written or spoken ("four one one one", "5 5 
 "oh", "double five", "forty one eleven", fillers between the digits); replacing each with a
 typed mask (`[card ending 1111]`, `[ssn]`, `[security code]`, `[expiry]`, `[account
 number]`, `[routing number]`, `[phone]`, `[email]`) and leaving every other character as it
-was; the policy for partial transcripts (`partial_is_safe`); and silencing audio spans
-(`mask_spans`).
+was; and the policy for partial transcripts (`partial_is_safe`, `Redactor.redact_partial`).
+Silencing the recorded audio over a masked utterance is the recorder's (`relay.audio_recorder`).
 
 It may import only the standard library and numpy: no I/O, no asyncio, no sockets, nothing
 from the rest of the relay. The scan is linear in the text's length (one tokenization, one
@@ -17,7 +17,6 @@ pass over the tokens, bounded look-around; no backtracking regular expression), 
 transcript of any length or character set costs bounded time.
 """
 
-from relay.redaction.audio import mask_spans
 from relay.redaction.redactor import (
     Carry,
     Entity,
@@ -38,6 +37,5 @@ __all__ = [
     "RedactionConfig",
     "RedactionSession",
     "Redactor",
-    "mask_spans",
     "partial_is_safe",
 ]

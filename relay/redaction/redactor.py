@@ -81,6 +81,18 @@ class Redactor:
 
     def redact_with(self, text: str, carry: Carry) -> tuple[Redaction, Carry]:
         """Redact with cues carried from the previous final; returns the cues to carry on."""
+        result, found = self._find(text, carry)
+        return self._redaction(text, found), _carry_on(result, carry)
+
+    def redact_partial(self, text: str, carry: Carry) -> Redaction | None:
+        """A partial transcript, masked; None while it must be held back (`partial_is_safe`).
+        One scan gives both the masks and the verdict."""
+        result, found = self._find(text, carry)
+        if not _partial_safe(result, found):
+            return None
+        return self._redaction(text, found)
+
+    def _find(self, text: str, carry: Carry) -> tuple[_scan.Scan, list[_scan.Found]]:
         result = _scan.scan(text)
         carried = [
             _scan.Cue(k - len(carry), k - len(carry), -distance - 1, -distance, kind, False)
@@ -91,10 +103,10 @@ class Redactor:
         for seg in result.segments:
             found += classifier.classify(seg)
         found += (_scan.Found(EntityKind.EMAIL, t.start, t.end) for t in result.tokens if t.kind == _scan.EMAIL)
-        found = sorted((f for f in found if f.kind in self._enabled), key=lambda f: f.start)
-        return Redaction(self._apply(text, found), tuple(Entity(f.kind, f.start, f.end) for f in found)), _carry_on(
-            result, carry
-        )
+        return result, sorted((f for f in found if f.kind in self._enabled), key=lambda f: f.start)
+
+    def _redaction(self, text: str, found: list[_scan.Found]) -> Redaction:
+        return Redaction(self._apply(text, found), tuple(Entity(f.kind, f.start, f.end) for f in found))
 
     def _apply(self, text: str, found: list[_scan.Found]) -> str:
         if not found:
@@ -142,25 +154,52 @@ class RedactionSession:
             self._carry = carry
         return redaction
 
+    def partial(self, text: str) -> Redaction | None:
+        """A partial transcript: masked with the carried cues (not moving them on), or None
+        while it must be held back."""
+        return self._redactor.redact_partial(text, self._carry)
 
+
+# A number this long, not masked, is held while a cue after it may still mask it.
+_PARTIAL_DIGITS: Final = 3
 _HOLD_WORDS: Final = frozenset(
     {*UNITS, *TEENS, *TENS, "oh", "o", "double", "triple", "hundred", "thousand", "at", "dot", "dash", "slash"}
 )
 
 
 def partial_is_safe(text: str) -> bool:
-    """Whether a partial transcript may be shown now.
+    """Whether a partial transcript may be shown now (no cues carried in).
 
-    Partials go through the same rules as finals (redact them), and are also held while they
-    end in a number: digits, a number word, or a spoken e-mail cut short ("... at gmail dot").
-    A number still being read cannot be recognized yet ("my social is 123 45"), so showing it
-    would leak the digits said so far; the next partial, or the final, shows it masked.
+    Partials go through the same rules as finals (redact them), and are also held:
+    - while they end in a number: digits, a number word, or a spoken e-mail cut short
+      ("... at gmail dot"). A number still being read cannot be recognized yet ("my social
+      is 123 45"), so showing it would leak the digits said so far;
+    - while a number of 3 or more digits that was not masked lies within `POST_WINDOW` words
+      of the end: its cue may still come after it ("one two three, that's the" + "security
+      code"), and the final masks it then.
+    The next partial, or the final, shows it masked.
     """
-    for t in reversed(_scan.tokenize(text)):
+    return _DEFAULT.redact_partial(text, ()) is not None
+
+
+def _partial_safe(result: _scan.Scan, found: list[_scan.Found]) -> bool:
+    for t in reversed(result.tokens):
         if t.kind == _scan.PUNCT or (t.kind == _scan.WORD and t.text in FILLERS):
             continue
-        if t.kind == _scan.DIGITS:
+        if t.kind == _scan.DIGITS or (t.kind == _scan.WORD and t.text in _HOLD_WORDS):
             return False
-        return not (t.kind == _scan.WORD and t.text in _HOLD_WORDS)
+        break
+    for seg in reversed(result.segments):
+        if result.words - seg.pos > _scan.POST_WINDOW:
+            break  # segments are in text order: the earlier ones are out of a late cue's reach
+        unmasked = sum(
+            sum(len(p) for p in parts)
+            for parts, start, end in seg.groups
+            if not any(f.start <= start and end <= f.end for f in found)
+        )
+        if unmasked >= _PARTIAL_DIGITS:
+            return False
     return True
 
+
+_DEFAULT: Final = Redactor()

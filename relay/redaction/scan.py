@@ -717,4 +717,3 @@ class Classifier:
 
 def _last4(groups: list[str], n: int) -> str | None:
     return "".join(groups)[-4:] if n <= 19 else None
-
