@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -121,6 +121,46 @@ def total(values: dict[str, float], prefix: str) -> float:
     return sum(v for k, v in values.items() if k.startswith(prefix))
 
 
+STALL_BUCKET = "relay_loop_stall_duration_seconds_bucket{"
+
+
+def stall_table(before: dict[str, float], after: dict[str, float]) -> list[tuple[str, int, float, float]]:
+    """(cause, count, total ms, p99 ms) of the stalls between two scrapes, by total time.
+
+    The p99 is the upper bound of the histogram bucket it falls in (inf past the last)."""
+    by_cause: dict[str, dict[float, float]] = {}
+    for key, value in after.items():
+        if key.startswith(STALL_BUCKET):
+            labels = key[len(STALL_BUCKET) : -1]
+            cause_part, _, le_part = labels.rpartition(',le="')
+            cause = cause_part.removeprefix('cause="').removesuffix('"').replace('\\"', '"')
+            by_cause.setdefault(cause, {})[float(le_part.rstrip('"'))] = value - before.get(key, 0.0)
+    rows = []
+    for cause, buckets in by_cause.items():
+        label = 'cause="' + cause.replace('"', '\\"') + '"'
+        name = f"relay_loop_stalls_total{{{label}}}"
+        count = int(after.get(name, 0) - before.get(name, 0))
+        if count <= 0:
+            continue
+        seconds = after.get(f"relay_loop_stall_seconds_total{{{label}}}", 0) - before.get(
+            f"relay_loop_stall_seconds_total{{{label}}}", 0
+        )
+        p99 = next((le for le, n in sorted(buckets.items()) if n >= 0.99 * count), math.inf)
+        rows.append((cause, count, 1000 * seconds, 1000 * p99))
+    return sorted(rows, key=lambda r: -r[2])
+
+
+def print_stalls(step: Step) -> None:
+    print(f"      load average {step.loadavg:.2f}; generator+fakes core (CPU 1) {step.other_cpu_pct:.0f} %", flush=True)
+    for title, rows in (("in the steady window", step.stalls), ("whole step (calls opening, ending)", step.stalls_all)):
+        if not rows:
+            continue
+        print(f"      stalls {title}:")
+        print(f"      {'count':>6} {'total ms':>9} {'p99 ms ≤':>8}  cause")
+        for cause, count, total_ms, p99_ms in rows:
+            print(f"      {count:6d} {total_ms:9.0f} {p99_ms:8.0f}  {cause}", flush=True)
+
+
 @dataclass
 class Step:
     calls: int
@@ -148,6 +188,11 @@ class Step:
     frames_sent: int
     appends: int
     merged_appends: int
+    # RELAY_STALL_MONITOR_MS (--stall-ms): stalls by cause over the steady window, and the
+    # machine's 1-minute load average at the step's end (other people's work shows there).
+    stalls: list[tuple[str, int, float, float]] = field(default_factory=list)
+    stalls_all: list[tuple[str, int, float, float]] = field(default_factory=list)  # opening and ending too
+    loadavg: float = float("nan")
 
 
 class RawClient:
@@ -371,11 +416,14 @@ async def run_step(
         peak_rss = rss_mib(relay_pid)
         gen_task = asyncio.create_task(generator.run())
         steady: dict[str, float] | None = None  # the relay's metrics just before the calls end
+        warm: dict[str, float] | None = None  # … and 2 s after the first frame (stall table)
         while not gen_task.done():
             sample()
             await asyncio.sleep(0.25)
             peak_rss = max(peak_rss, rss_mib(relay_pid))
             planned_end = generator.t0 + generator.frames * 0.020 if generator.t0 else None
+            if has_metrics and warm is None and generator.t0 and time.monotonic() >= generator.t0 + 2.0:
+                warm = await metrics(http, base)
             if has_metrics and steady is None and planned_end and time.monotonic() >= planned_end - 0.5:
                 steady = await metrics(http, base)
         errors = gen_task.result()
@@ -413,6 +461,8 @@ async def run_step(
     # hold every call ending at once (wrap-ups, Sync flushes, record writes for all of them
     # in the same second), which no real contact center does.
     lag = steady if steady is not None else after
+    stalls = stall_table(warm or before, lag) if has_metrics else []
+    stalls_all = stall_table(before, after) if has_metrics else []
     return Step(
         calls=n,
         cpu_pct=100 * cpu / (wall1 - wall0),
@@ -441,6 +491,9 @@ async def run_step(
         merged_appends=int(
             total(after, "relay_realtime_merged_appends_total") - total(before, "relay_realtime_merged_appends_total")
         ),
+        stalls=stalls,
+        stalls_all=stalls_all,
+        loadavg=os.getloadavg()[0],
     )
 
 
@@ -462,9 +515,13 @@ def median_step(runs: list[Step]) -> Step:
     rows = [asdict(r) for r in runs]
     merged: dict[str, float] = {}
     for key in rows[0]:
+        if key in ("stalls", "stalls_all"):
+            continue
         values = [row[key] for row in rows]
         merged[key] = max(values) if key in ("dropped", "errors") else statistics.median(values)
-    return Step(**{k: type(getattr(runs[0], k))(v) for k, v in merged.items()})
+    step = Step(**{k: type(getattr(runs[0], k))(v) for k, v in merged.items()})
+    step.stalls, step.stalls_all = [], []  # per run only: printed after each run
+    return step
 
 
 def write_json(path: str, payload: object) -> None:
@@ -527,6 +584,13 @@ async def main() -> None:
     parser.add_argument("--keep-going", action="store_true", help="run every step even past the bars")
     parser.add_argument("--env", action="append", default=[], help="extra NAME=value for the relay")
     parser.add_argument("--relay-log", help="write the relay's log lines to this file")
+    parser.add_argument(
+        "--stall-ms",
+        type=float,
+        default=0.0,
+        help="turn on the relay's loop-stall monitor (RELAY_STALL_MONITOR_MS) and print, after each step, "
+        "its stalls by cause over the steady window",
+    )
     parser.add_argument("--relay-python", default=sys.executable, help="interpreter for the relay (default: this one)")
     parser.add_argument(
         "--repeat", type=int, default=1, help="run each step K times and judge the median (this VM has steal time)"
@@ -568,6 +632,8 @@ async def main() -> None:
             "RELAY_DATA_DIR": tempfile.mkdtemp(prefix="relay-load-data-"),
         }
     )
+    if args.stall_ms > 0:
+        env["RELAY_STALL_MONITOR_MS"] = f"{args.stall_ms:g}"
     env.update(dict(kv.split("=", 1) for kv in args.env))
     py = sys.executable
     procs = [
@@ -626,6 +692,7 @@ async def main() -> None:
                     has_metrics=args.server != "sample",
                 )
                 print_row(step, "")
+                print_stalls(step)
                 runs.append(step)
             step = runs[0] if len(runs) == 1 else median_step(runs)
             if len(runs) > 1:

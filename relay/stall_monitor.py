@@ -14,8 +14,14 @@ What sampling can and cannot see:
   its stall is recorded as `unsampled`.
 - A cyclic garbage collection holds the GIL too; its time is measured by a `gc.callbacks`
   hook instead, and a stall that was mostly collection is recorded as `gc gen<N>`.
-- A stall whose samples find the loop waiting in its poll was time the process did not get
-  the CPU at all (another process, the hypervisor): `not scheduled`.
+- The heartbeat also reads the loop thread's and the process's CPU clocks. A stall in which
+  the loop thread computed neither for the threshold nor for half the time was not the
+  loop's own computing (a loaded machine stretches a short callback). With each
+  sample the watchdog reads the loop thread's scheduler state: mostly sleeping means a call
+  blocked the loop (`blocked: <cause>`, a blocking system call made on the loop); else
+  `other thread` when another thread of the relay used the time, `not scheduled` when the
+  process got little CPU at all (other processes, the hypervisor). Samples that find the
+  loop waiting in its poll count as `not scheduled` too.
 
 Everything the monitor keeps is counted by cause (bounded: `MAX_CAUSES`, then `other`) and
 exported by `collect()` as `relay_loop_stalls_total{cause}`,
@@ -23,9 +29,10 @@ exported by `collect()` as `relay_loop_stalls_total{cause}`,
 `relay_loop_stall_duration_seconds{cause}`. One structured log line per stall, at most
 `log_per_s` a second (the lines skipped are counted in the next one).
 
-Cost: two wake-ups every 2 ms (the heartbeat, the watchdog), 1.4 % of a core on an idle
-relay on this project's VM; under load the heartbeat rides on wake-ups the loop makes anyway,
-and the difference was within the load bench's noise. A sample costs the loop a GIL hand-off.
+Cost: two wake-ups every 2 ms (the heartbeat, the watchdog), 0.7–1.5 % of a core on an idle
+loop on this project's VM; at 300 calls the load bench measured 24.9 µs per frame without it
+and 25.0 with it (noise is larger). Samples, and their GIL hand-offs, happen only while the
+heartbeat is overdue.
 """
 
 from __future__ import annotations
@@ -67,6 +74,18 @@ _POLL_FRAMES = frozenset(
 )
 UNSAMPLED = "unsampled"
 NOT_SCHEDULED = "not scheduled"
+OTHER_THREAD = "other thread"
+BLOCKED = "blocked: "
+
+
+def _sleeping(stat_path: str) -> bool:
+    """Whether a thread is asleep (S) or in uninterruptible wait (D), from /proc; not
+    running nor runnable. False where /proc cannot say."""
+    try:
+        with open(stat_path, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"S", b"D")
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass(slots=True)
@@ -76,6 +95,8 @@ class Stall:
     samples: int
     gc_s: float
     stack: tuple[str, ...]  # the dominant sample's innermost project frames, innermost first
+    loop_cpu_s: float = 0.0  # CPU the loop thread used during the stall
+    process_cpu_s: float = 0.0  # … and the whole process
 
 
 @dataclass(slots=True)
@@ -135,6 +156,12 @@ def describe(frame: FrameType | None, roots: Sequence[str], depth: int = 3) -> t
     return (f"{ours[0]} > {leaf}" if leaf else ours[0]), tuple(ours)
 
 
+def _dominant(samples: list[tuple[str, tuple[str, ...]]]) -> tuple[str, tuple[str, ...]]:
+    """The most frequent cause among samples, and its stack."""
+    cause = Counter(c for c, _ in samples).most_common(1)[0][0]
+    return cause, next(s for c, s in samples if c == cause)
+
+
 class StallMonitor(Collector):
     """Start on the loop's thread (`start`), `stop` from the same thread."""
 
@@ -159,17 +186,20 @@ class StallMonitor(Collector):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._loop_thread = 0
+        self._loop_stat = ""  # /proc/self/task/<tid>/stat of the loop thread
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_beat = 0.0
+        self._last_cpu = (0.0, 0.0)  # the loop thread's and the process's CPU clocks at it
         # Written by the loop (one tuple per stall, appended), read by the watchdog: a deque's
         # append and popleft are atomic.
-        self._ended: deque[tuple[float, float, float, int]] = deque()
+        self._ended: deque[tuple[float, float, float, int, float, float]] = deque()
         self._gc_s = 0.0
         self._gc_gen = -1
         self._gc_started = 0.0
-        self._last_log = 0.0
+        self._last_log: float | None = None  # no stall logged yet
         self._unlogged = 0
+        self._registry: CollectorRegistry | None = None  # set by start_on, unregistered by stop
 
     # --- lifecycle
 
@@ -182,12 +212,12 @@ class StallMonitor(Collector):
         monitor._registry = registry
         return monitor
 
-    _registry: CollectorRegistry | None = None
-
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._loop_stat = f"/proc/self/task/{threading.get_native_id()}/stat"
         self._last_beat = time.perf_counter()
+        self._last_cpu = (time.thread_time(), time.process_time())
         self._handle = self._loop.call_later(self._beat_s, self._beat)
         gc.callbacks.append(self._on_gc)
         self._stop.clear()
@@ -212,10 +242,13 @@ class StallMonitor(Collector):
 
     def _beat(self) -> None:
         now = time.perf_counter()
+        cpu = (time.thread_time(), time.process_time())
         late = now - self._last_beat - self._beat_s
         if late > self.threshold_s:
-            self._ended.append((now, late, self._gc_s, self._gc_gen))
+            last = self._last_cpu
+            self._ended.append((now, late, self._gc_s, self._gc_gen, cpu[0] - last[0], cpu[1] - last[1]))
         self._gc_s, self._gc_gen = 0.0, -1
+        self._last_cpu = cpu
         self._last_beat = now
         assert self._loop is not None
         self._handle = self._loop.call_later(self._beat_s, self._beat)
@@ -230,7 +263,7 @@ class StallMonitor(Collector):
     # --- on the watchdog thread
 
     def _watch(self) -> None:
-        samples: deque[tuple[float, str, tuple[str, ...]]] = deque(maxlen=4096)
+        samples: deque[tuple[float, str, tuple[str, ...], bool]] = deque(maxlen=4096)
         # Sample once the heartbeat is a little overdue: a stall's first milliseconds are
         # caught, and a loop that is merely busy for a moment is barely disturbed.
         sample_after = min(self.threshold_s / 2, 0.002)
@@ -243,9 +276,10 @@ class StallMonitor(Collector):
             # later stall began before `beat` (its samples are all newer).
             beat = self._last_beat
             while self._ended:
-                end, late, gc_s, gc_gen = self._ended.popleft()
+                end, late, gc_s, gc_gen, loop_cpu, process_cpu = self._ended.popleft()
                 start = end - late - self._beat_s  # the beat before: where the stall began
-                self._record(late, [(c, s) for t, c, s in samples if start <= t <= end], gc_s, gc_gen)
+                inside = [(c, s, b) for t, c, s, b in samples if start <= t <= end]
+                self._record(late, inside, gc_s, gc_gen, loop_cpu, process_cpu)
             while samples and samples[0][0] < beat:
                 samples.popleft()
             now = time.perf_counter()
@@ -253,25 +287,44 @@ class StallMonitor(Collector):
                 frame = sys._current_frames().get(self._loop_thread)
                 cause, stack = describe(frame, self._roots)
                 del frame
-                samples.append((now, cause, stack))
+                samples.append((now, cause, stack, _sleeping(self._loop_stat)))
 
-    def _record(self, late: float, inside: list[tuple[str, tuple[str, ...]]], gc_s: float, gc_gen: int) -> None:
+    def _record(
+        self,
+        late: float,
+        inside: list[tuple[str, tuple[str, ...], bool]],
+        gc_s: float,
+        gc_gen: int,
+        loop_cpu: float = float("inf"),
+        process_cpu: float = float("inf"),
+    ) -> None:
         stack: tuple[str, ...] = ()
+        # The whole gap since the last beat, the beat period included, is what the clocks saw.
+        gap = late + self._beat_s
         if gc_s >= late / 2:
             cause = f"gc gen{gc_gen}"
+        elif loop_cpu < min(self.threshold_s, gap / 2):
+            blocked = [(c, s) for c, s, asleep in inside if asleep and c != NOT_SCHEDULED]
+            # Asleep first: the loop's own blocking call, whatever other threads did meanwhile
+            # (a thread waiting for the GIL sleeps too: then it is named by where it waits).
+            if blocked and 2 * len(blocked) >= len(inside):
+                cause, stack = _dominant(blocked)
+                cause = BLOCKED + cause
+            elif process_cpu - loop_cpu >= gap / 2:
+                cause = OTHER_THREAD
+            else:
+                cause = NOT_SCHEDULED
         elif inside:
-            counts = Counter(c for c, _ in inside)
-            cause = counts.most_common(1)[0][0]
-            stack = next(s for c, s in inside if c == cause)
+            cause, stack = _dominant([(c, s) for c, s, _ in inside])
         else:
             cause = UNSAMPLED
-        stall = Stall(late, cause, len(inside), gc_s, stack)
+        stall = Stall(late, cause, len(inside), gc_s, stack, loop_cpu, process_cpu)
         self.recent.append(stall)
         with self._lock:
             key = cause if cause in self._totals or len(self._totals) < MAX_CAUSES else "other"
             self._totals.setdefault(key, CauseTotals()).add(late)
         now = time.monotonic()
-        if now - self._last_log < self._log_interval_s:
+        if self._last_log is not None and now - self._last_log < self._log_interval_s:
             self._unlogged += 1
             return
         self._last_log = now
@@ -282,6 +335,8 @@ class StallMonitor(Collector):
                 "cause": cause,
                 "samples": len(inside),
                 "gc_ms": round(gc_s * 1000, 1),
+                "loop_cpu_ms": round(loop_cpu * 1000, 1),
+                "process_cpu_ms": round(process_cpu * 1000, 1),
                 "stack": list(stack),
                 "stalls_not_logged": self._unlogged,
             },
