@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from relay import audio
+from relay.audio import dsp as audio
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

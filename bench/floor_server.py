@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import WSMsgType, web
 
-from relay.metrics import LAG_WINDOW, monitor_loop_lag
 from relay.recent import RecentSamples
+from relay.web.metrics import LAG_WINDOW, monitor_loop_lag
 
 FRAMES = web.AppKey("frames", list)
 OPEN = web.AppKey("open", set)

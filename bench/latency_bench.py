@@ -24,13 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp.test_utils import TestServer  # noqa: E402
 
-from relay.app import create_app  # noqa: E402
-from relay.knowledge import KnowledgeBase  # noqa: E402
-from relay.knowledge_tool import answer_tool_call  # noqa: E402
-from relay.model_events import ToolCall  # noqa: E402
-from relay.retrieval import DEFAULT_MIN_SCORE, Retriever  # noqa: E402
-from relay.simulator import CallSpec, sign_upgrade, stream_call  # noqa: E402
-from relay.state import RELAY  # noqa: E402
+from relay.cli.simulator import CallSpec, sign_upgrade, stream_call  # noqa: E402
+from relay.knowledge.base import KnowledgeBase  # noqa: E402
+from relay.knowledge.retrieval import DEFAULT_MIN_SCORE, Retriever  # noqa: E402
+from relay.model.events import ToolCall  # noqa: E402
+from relay.model.knowledge_tool import answer_tool_call  # noqa: E402
+from relay.web.app import create_app  # noqa: E402
+from relay.web.state import RELAY  # noqa: E402
 from tests.conftest import (  # noqa: E402
     API_KEY_SID,
     API_SECRET,

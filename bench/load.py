@@ -49,9 +49,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay.audio import ulaw_encode  # noqa: E402
-from relay.simulator import new_sid, sign_upgrade  # noqa: E402
-from relay.twilio_media import (  # noqa: E402
+from relay.audio.dsp import ulaw_encode  # noqa: E402
+from relay.cli.simulator import new_sid, sign_upgrade  # noqa: E402
+from relay.twilio.media import (  # noqa: E402
     Media,
     Start,
     encode_connected,
@@ -536,7 +536,7 @@ def server_command(args: argparse.Namespace) -> list[str]:
     if args.server == "sample":
         peer = Path(args.peer_dir)
         return [str(peer_python(peer)), str(peer / "main.py")]
-    module = "bench.floor_server" if args.server == "floor" else os.environ.get("RELAY_LOAD_MODULE", "relay.cli")
+    module = "bench.floor_server" if args.server == "floor" else os.environ.get("RELAY_LOAD_MODULE", "relay.cli.main")
     return [args.relay_python, "-m", module, "serve"]
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay.audio import PcmTranscoder  # noqa: E402
-from relay.callfile import load_call_audio  # noqa: E402
-from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
-from relay.local_engine import EnergyVad, Heard, LocalConnector, SpeechEnded  # noqa: E402
-from relay.retrieval import Retriever  # noqa: E402
-from relay.whisper_recognizer import SileroVad, WhisperRecognizer  # noqa: E402
+from relay.audio.callfile import load_call_audio  # noqa: E402
+from relay.audio.dsp import PcmTranscoder  # noqa: E402
+from relay.engines.local import EnergyVad, Heard, LocalConnector, SpeechEnded  # noqa: E402
+from relay.engines.whisper import SileroVad, WhisperRecognizer  # noqa: E402
+from relay.knowledge.base import KnowledgeBase, word_error_rate  # noqa: E402
+from relay.knowledge.retrieval import Retriever  # noqa: E402
 
 
 def script(path: Path) -> list[tuple[str, str | None]]:

@@ -31,11 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay.audio import PcmTranscoder  # noqa: E402
-from relay.callfile import load_call_audio  # noqa: E402
-from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
-from relay.local_engine import Heard, LocalConnector  # noqa: E402
-from relay.retrieval import Retriever  # noqa: E402
+from relay.audio.callfile import load_call_audio  # noqa: E402
+from relay.audio.dsp import PcmTranscoder  # noqa: E402
+from relay.engines.local import Heard, LocalConnector  # noqa: E402
+from relay.knowledge.base import KnowledgeBase, word_error_rate  # noqa: E402
+from relay.knowledge.retrieval import Retriever  # noqa: E402
 
 # (what the customer says, the passage id that answers it or None)
 SCRIPT: list[tuple[str, str | None]] = [
@@ -67,7 +67,7 @@ def synthesize(text: str, voice: str, rate: int, folder: Path) -> Path:
 def add_noise(ulaw_call: bytes, snr_db: float | None, rng: np.random.Generator) -> bytes:
     if snr_db is None:
         return ulaw_call
-    from relay.audio import ulaw_decode, ulaw_encode
+    from relay.audio.dsp import ulaw_decode, ulaw_encode
 
     samples = ulaw_decode(ulaw_call).astype(np.float64)
     power = float(np.mean(samples**2)) or 1.0
@@ -90,7 +90,7 @@ async def main() -> int:
     engine = LocalConnector(Retriever(KnowledgeBase.load(ROOT / "prompts" / "knowledge")))
     transcribe: Callable[[bytes], Awaitable[Heard]] = engine.recognizer.transcribe
     if args.recognizer == "whisper":
-        from relay.whisper_recognizer import WhisperRecognizer
+        from relay.engines.whisper import WhisperRecognizer
 
         whisper = WhisperRecognizer(args.whisper_model, beam_size=args.beam)
         transcribe = whisper.transcribe

@@ -24,7 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay.call_store import (  # noqa: E402
+from relay.records.postgres import PostgresStore  # noqa: E402
+from relay.records.sqlite import SqliteStore  # noqa: E402
+from relay.records.store import (  # noqa: E402
     CallEnded,
     CallStarted,
     CallStore,
@@ -34,9 +36,7 @@ from relay.call_store import (  # noqa: E402
     SearchQuery,
     SuggestionRow,
 )
-from relay.record_writer import RecordWriter  # noqa: E402
-from relay.store_postgres import PostgresStore  # noqa: E402
-from relay.store_sqlite import SqliteStore  # noqa: E402
+from relay.records.writer import RecordWriter  # noqa: E402
 from tests.fakes.postgres import PostgresServer, find_bin_dir  # noqa: E402
 
 WORDS = tuple(

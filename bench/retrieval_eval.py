@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay.knowledge import KnowledgeBase, Passage, terms, words  # noqa: E402
-from relay.retrieval import Retriever, evaluate, load_questions  # noqa: E402
+from relay.knowledge.base import KnowledgeBase, Passage, terms, words  # noqa: E402
+from relay.knowledge.retrieval import Retriever, evaluate, load_questions  # noqa: E402
 
 Scorer = Callable[[str], dict[str, float]]  # query → passage id → score
 

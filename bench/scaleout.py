@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.topology import RelayProcess, Topology
-from relay.simulator import new_sid
+from relay.cli.simulator import new_sid
 from tests.fakes.media_dialer import DialedStream
 
 

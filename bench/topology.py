@@ -232,7 +232,7 @@ class Topology:
 
     async def start_relay(self, relay: RelayProcess) -> None:
         relay.log_path = self.root / f"{relay.name}.log"
-        command = [sys.executable, "-m", "relay.cli", "serve"]
+        command = [sys.executable, "-m", "relay.cli.main", "serve"]
         if self.config.relay_cpus is not None and shutil.which("taskset"):
             command = ["taskset", "-c", self.config.relay_cpus, *command]
         with relay.log_path.open("ab") as log:

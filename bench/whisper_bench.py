@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.offline_heldout import SCRIPT, VOICES, add_noise, synthesize  # noqa: E402
-from relay.audio import PcmTranscoder, ulaw_decode, ulaw_encode  # noqa: E402
-from relay.callfile import load_call_audio  # noqa: E402
-from relay.knowledge import KnowledgeBase, word_error_rate  # noqa: E402
-from relay.local_engine import EnergyVad, Heard, Recognizer, SpeechBegan, SpeechEnded  # noqa: E402
+from relay.audio.callfile import load_call_audio  # noqa: E402
+from relay.audio.dsp import PcmTranscoder, ulaw_decode, ulaw_encode  # noqa: E402
+from relay.engines.local import EnergyVad, Heard, Recognizer, SpeechBegan, SpeechEnded  # noqa: E402
+from relay.knowledge.base import KnowledgeBase, word_error_rate  # noqa: E402
 
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
 
@@ -152,7 +152,7 @@ async def main() -> int:
     before = rss_mb()
     recognizer: AnyRecognizer
     if args.recognizer == "whisper":
-        from relay.whisper_recognizer import WhisperRecognizer
+        from relay.engines.whisper import WhisperRecognizer
 
         whisper = WhisperRecognizer(args.model, beam_size=args.beam)
         recognizer, new_vad = whisper, whisper.new_vad

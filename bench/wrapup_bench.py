@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 from aiohttp.test_utils import TestServer  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
 
-from relay.app import create_app  # noqa: E402
-from relay.call_record import Line  # noqa: E402
-from relay.simulator import CallSpec, sign_upgrade, stream_call  # noqa: E402
-from relay.summarizer import OpenAISummarizer  # noqa: E402
-from relay.wrapup import Dispositions, Usage, WrapUpRequest, estimate_tokens, render_line  # noqa: E402
+from relay.cli.simulator import CallSpec, sign_upgrade, stream_call  # noqa: E402
+from relay.web.app import create_app  # noqa: E402
+from relay.wrapup.call_record import Line  # noqa: E402
+from relay.wrapup.schema import Dispositions, Usage, WrapUpRequest, estimate_tokens, render_line  # noqa: E402
+from relay.wrapup.summarizers import OpenAISummarizer  # noqa: E402
 from tests.conftest import (  # noqa: E402
     API_KEY_SID,
     API_SECRET,

@@ -22,8 +22,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
-from .errors import ConfigurationError
-from .prompts import is_prompt_file
+from relay.errors import ConfigurationError
+from relay.knowledge.prompts import is_prompt_file
 
 _ASSETS: Traversable = files("relay") / "assets"
 

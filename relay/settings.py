@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .bundled import DataDirs, resolve_data_dirs
-from .errors import ConfigurationError
-from .task_policy import compile_policy
-from .usage import MODEL_INPUT_LIMITS
+from relay.bundled import DataDirs, resolve_data_dirs
+from relay.errors import ConfigurationError
+from relay.taskrouter.policy import compile_policy
+from relay.usage import MODEL_INPUT_LIMITS
 
 
 def _env(name: str) -> AliasChoices:
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     engine: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("RELAY_ENGINE"))
     # Unset: the prompts folder's `knowledge/`, else the bundled knowledge base (relay/bundled.py).
     knowledge_dir: Path | None = Field(None, validation_alias=_env("RELAY_KNOWLEDGE_DIR"))
-    # Retrieval gate for both engines: cosine similarity (0–1); measured default (relay/retrieval.py).
+    # Retrieval gate for both engines: cosine similarity (0–1); measured default (relay/knowledge/retrieval.py).
     # RELAY_LOCAL_MIN_SCORE, its earlier name (offline engine only), is still read.
     retrieval_min_score: float = Field(
         0.225, ge=0, le=1, validation_alias=AliasChoices("RELAY_RETRIEVAL_MIN_SCORE", "RELAY_LOCAL_MIN_SCORE")
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     gc_freeze: bool = Field(True, validation_alias=_env("RELAY_GC_FREEZE"))
     gc_gen0_threshold: int = Field(50_000, ge=100, validation_alias=_env("RELAY_GC_GEN0_THRESHOLD"))
     # Loop-stall monitor: record (and log) every time the event loop is held longer than this
-    # many ms, with a stack sample of what held it (relay/stall_monitor.py). 0: off.
+    # many ms, with a stack sample of what held it (relay/web/stall_monitor.py). 0: off.
     stall_monitor_ms: float = Field(0.0, ge=0, le=10_000, validation_alias=_env("RELAY_STALL_MONITOR_MS"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias=_env("RELAY_LOG_LEVEL"))
     log_transcripts: bool = Field(False, validation_alias=_env("RELAY_LOG_TRANSCRIPTS"))

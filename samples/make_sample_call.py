@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relay.audio import resample_file_audio
+from relay.audio.dsp import resample_file_audio
 
 HERE = Path(__file__).resolve().parent
 RATE = 8000

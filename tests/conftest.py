@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from relay.app import create_app
-from relay.audio import ulaw_encode
+from relay.audio.dsp import ulaw_encode
+from relay.cli.simulator import sign_upgrade
 from relay.settings import Settings
-from relay.simulator import sign_upgrade
-from relay.state import RELAY, RelayState
+from relay.web.app import create_app
+from relay.web.state import RELAY, RelayState
 from tests.fakes.postgres import PostgresServer, find_bin_dir
 from tests.fakes.realtime_server import Behaviour, FakeRealtimeServer, Turn
 from tests.fakes.redis import RedisServer, find_redis_server
@@ -197,7 +197,7 @@ async def relay_process(*args: str, env: dict[str, str]) -> AsyncIterator[asynci
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "relay.cli",
+        "relay.cli.main",
         *args,
         env=process_env(env),
         stdout=asyncio.subprocess.PIPE,
@@ -240,7 +240,7 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, int
 
 def expected_pcm(ulaw: bytes, batch_bytes: int = 800) -> bytes:
     """What the relay sends the model for `ulaw`: 100 ms batches through one transcoder."""
-    from relay.audio import PcmTranscoder
+    from relay.audio.dsp import PcmTranscoder
 
     transcoder = PcmTranscoder(24000)
     parts = [transcoder.process(ulaw[i : i + batch_bytes]) for i in range(0, len(ulaw), batch_bytes)]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
-from relay import audio
+from relay.audio import dsp as audio
 
 
 def test_ulaw_decode_matches_g711_for_all_256_codes() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.audio_buffer import AudioBuffer
+from relay.audio.buffer import AudioBuffer
 
 A, B, C, D = b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 10
 

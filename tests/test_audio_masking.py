@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from relay.audio import ulaw_encode
-from relay.audio_recorder import RATE, AudioRecorder
-from relay.twilio_media import Media
+from relay.audio.dsp import ulaw_encode
+from relay.records.recorder import RATE, AudioRecorder
+from relay.twilio.media import Media
 
 
 def _feed(recorder: AudioRecorder, audio: bytes, start_ms: int = 0, *, silent: bool = False) -> None:

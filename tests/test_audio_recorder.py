@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from relay.audio import ulaw_decode, ulaw_encode
-from relay.audio_recorder import AudioRecorder
-from relay.twilio_media import Media
+from relay.audio.dsp import ulaw_decode, ulaw_encode
+from relay.records.recorder import AudioRecorder
+from relay.twilio.media import Media
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,9 +55,9 @@ def test_a_crashed_process_leaves_a_file_that_decodes_up_to_its_last_block(tmp_p
         import os, sys, time
         sys.path.insert(0, {str(ROOT)!r})
         import numpy as np
-        from relay.audio import ulaw_encode
-        from relay.audio_recorder import AudioRecorder
-        from relay.twilio_media import Media
+        from relay.audio.dsp import ulaw_encode
+        from relay.records.recorder import AudioRecorder
+        from relay.twilio.media import Media
         audio = ulaw_encode(np.random.default_rng(2).normal(0, 3000, 8000 * 6))
         recorder = AudioRecorder(__import__("pathlib").Path({str(path)!r}))
         for i in range(0, len(audio), 160):
@@ -83,9 +83,9 @@ _JUMP = textwrap.dedent(
     sys.path.insert(0, sys.argv[3])
     import numpy as np
     import soundfile as sf
-    from relay.audio import ulaw_encode
-    from relay.audio_recorder import RATE, AudioRecorder
-    from relay.twilio_media import Media
+    from relay.audio.dsp import ulaw_encode
+    from relay.records.recorder import RATE, AudioRecorder
+    from relay.twilio.media import Media
 
     jump_ms, path = int(sys.argv[1]), Path(sys.argv[2])
     audio = ulaw_encode(np.random.default_rng(3).normal(0, 3000, RATE * 2))

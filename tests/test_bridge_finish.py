@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from relay import audio_recorder
-from relay.bridge import BridgeConfig, CallBridge
-from relay.local_hub import LocalHub
-from relay.model_link import LinkConfig
-from relay.realtime import RealtimeSession, SessionConfig
-from relay.records import Records
-from relay.store_sqlite import SqliteStore
-from relay.twilio_media import Media, Start
+from relay.assist.bridge import BridgeConfig, CallBridge
+from relay.model.link import LinkConfig
+from relay.model.session import RealtimeSession, SessionConfig
+from relay.records import recorder as audio_recorder
+from relay.records.service import Records
+from relay.records.sqlite import SqliteStore
+from relay.twilio.media import Media, Start
+from relay.web.local_hub import LocalHub
 from tests.test_model_link import ScriptedConnector, ScriptedSession
 
 CALL = "CA" + "e" * 32

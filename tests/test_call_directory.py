@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from relay.call_directory import SEQ_BLOCK, CallDirectory, LocalDirectory, RedisDirectory
+from relay.cluster.directory import SEQ_BLOCK, CallDirectory, LocalDirectory, RedisDirectory
 from tests.conftest import require_debian_package, wait_until
 from tests.fakes.redis import RedisServer, find_redis_server
 from tests.fakes.tooling import free_port

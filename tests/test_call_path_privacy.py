@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from relay.audio import ulaw_encode
-from relay.audio_recorder import RATE
-from relay.bridge import _POSITIONS_MAX, TAKEN_OVER, BridgeConfig, CallBridge
-from relay.call_privacy import PrivacyConfig
-from relay.local_hub import LocalHub
-from relay.model_events import ModelEvent, SpeechStarted, SpeechStopped, TranscriptCompleted, TranscriptDelta
-from relay.model_link import LinkConfig
-from relay.realtime import RealtimeSession, SessionConfig
-from relay.records import Records
-from relay.store_sqlite import SqliteStore
-from relay.twilio_media import Media, Start
+from relay.assist.bridge import _POSITIONS_MAX, TAKEN_OVER, BridgeConfig, CallBridge
+from relay.assist.privacy import PrivacyConfig
+from relay.audio.dsp import ulaw_encode
+from relay.model.events import ModelEvent, SpeechStarted, SpeechStopped, TranscriptCompleted, TranscriptDelta
+from relay.model.link import LinkConfig
+from relay.model.session import RealtimeSession, SessionConfig
+from relay.records.recorder import RATE
+from relay.records.service import Records
+from relay.records.sqlite import SqliteStore
+from relay.twilio.media import Media, Start
+from relay.web.local_hub import LocalHub
 from tests.conftest import wait_until
 from tests.test_model_link import ScriptedConnector, ScriptedSession
 

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from relay import store_postgres, store_sqlite
-from relay.call_store import (
+from relay.records import postgres as store_postgres
+from relay.records import sqlite as store_sqlite
+from relay.records.postgres import PostgresStore
+from relay.records.sqlite import SqliteStore
+from relay.records.store import (
     CallEnded,
     CallStarted,
     CallStore,
@@ -25,9 +28,7 @@ from relay.call_store import (
     StoreUnavailable,
     SuggestionRow,
 )
-from relay.record_writer import RecordWriter
-from relay.store_postgres import PostgresStore
-from relay.store_sqlite import SqliteStore
+from relay.records.writer import RecordWriter
 from tests.conftest import wait_until
 from tests.fakes.postgres import PostgresServer
 

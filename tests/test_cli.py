@@ -22,7 +22,7 @@ async def _relay_cli(*args: str, env: dict[str, str] | None = None, timeout: flo
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "relay.cli",
+        "relay.cli.main",
         *args,
         env=process_env(env),
         stdout=asyncio.subprocess.PIPE,
@@ -47,7 +47,7 @@ async def test_demo_plays_the_sample_call_offline_and_exits_cleanly(tmp_path: Pa
 
     # Played faster than real time (`--fast`), the record still places each line at its
     # turn's onset in the audio and each card between its question and the next turn.
-    from relay.store_sqlite import SqliteStore
+    from relay.records.sqlite import SqliteStore
 
     call_sid = out.split(" as ", 1)[1].split(":", 1)[0]
     store = SqliteStore(str(tmp_path / "relay.db"))
@@ -156,7 +156,7 @@ async def test_simulate_takes_the_call_sid_from_a_ws_call_sid_url(start_relay: S
 
 
 def test_a_call_sid_is_read_from_ws_urls_only() -> None:
-    from relay.cli import call_sid_in_path
+    from relay.cli.main import call_sid_in_path
 
     assert call_sid_in_path("/ws/CA123") == "CA123"
     assert call_sid_in_path("/relay/ws/CA123/") == "CA123"

@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.app import create_app
+from relay.cli.simulator import CallSpec, stream_call
 from relay.settings import Settings
-from relay.simulator import CallSpec, stream_call
-from relay.state import RELAY
+from relay.web.app import create_app
+from relay.web.state import RELAY
 from tests.conftest import (
     OPENAI_KEY,
     TIME_SCALE,

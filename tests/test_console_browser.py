@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.app import create_app
+from relay.audio.callfile import load_call_audio
 from relay.bundled import bundled_sample_call
-from relay.callfile import load_call_audio
+from relay.cli.simulator import CallSpec, stream_call
 from relay.settings import Settings
-from relay.simulator import CallSpec, stream_call
-from relay.state import RELAY
+from relay.web.app import create_app
+from relay.web.state import RELAY
 from tests.conftest import OPENAI_KEY, TIME_SCALE, fresh_data_dir, qa_turns, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.test_console_access import non_loopback_address

@@ -11,7 +11,7 @@ import logging
 import aiohttp
 import pytest
 
-from relay.simulator import CallSpec, stream_call
+from relay.cli.simulator import CallSpec, stream_call
 from relay.usage import KINDS, TokenCounts, read_prices
 from tests.conftest import TIME_SCALE, StartRelay, qa_turns, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer, Turn

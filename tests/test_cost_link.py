@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from relay.model_events import (
+from relay.model.events import (
     ModelEvent,
     ResponseDone,
     ResponseUsage,
@@ -16,8 +16,8 @@ from relay.model_events import (
     TranscriptCompleted,
     TranscriptionUsage,
 )
-from relay.model_link import LinkConfig, ModelLink
-from relay.realtime import RealtimeSession, SessionConfig
+from relay.model.link import LinkConfig, ModelLink
+from relay.model.session import RealtimeSession, SessionConfig
 from tests.test_model_link import CONFIG, ScriptedConnector, Sink, Sleeps, _until
 
 

@@ -8,7 +8,7 @@ from dataclasses import fields
 
 import pytest
 
-from relay.model_link import LinkCounters
+from relay.model.link import LinkCounters
 from sync_publisher.backoff import backoff_delay
 from sync_publisher.publisher import PublishCounts, StreamReport
 

@@ -91,13 +91,13 @@ def test_the_relay_deployment_matches_what_the_relay_does(monkeypatch: pytest.Mo
 
 
 def test_the_autoscaler_scales_on_a_metric_the_relay_exports() -> None:
-    from relay.metrics import RelayCollector  # noqa: F401 - the metric's home
+    from relay.web.metrics import RelayCollector  # noqa: F401 - the metric's home
 
     hpa = _one("HorizontalPodAutoscaler", "relay")
     (metric,) = hpa["spec"]["metrics"]
     name = metric["pods"]["metric"]["name"]
     assert name == "relay_active_calls"
-    assert f'"{name}"' in (ROOT / "relay" / "metrics.py").read_text()
+    assert f'"{name}"' in (ROOT / "relay" / "web" / "metrics.py").read_text()
     # The target sits under the per-pod ceiling the balancer and the relay enforce.
     ceiling = int(_one("ConfigMap", "relay-config")["data"]["RELAY_MAX_CALLS"])
     assert int(metric["pods"]["target"]["averageValue"]) < ceiling

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from relay.simulator import CallSpec, stream_call
-from relay.twilio_media import CloseCode
+from relay.cli.simulator import CallSpec, stream_call
+from relay.twilio.media import CloseCode
 from tests.conftest import QUESTION_ANSWER, StartRelay, qa_turns, speech_like_ulaw, tone_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer, Turn
 from tests.fakes.twilio_server import FakeTwilio

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from relay.callfile import CallFileError
+from relay.audio.callfile import CallFileError
 from relay.errors import ConfigurationError, RelayError, RemoteProtocolError, UpstreamError
-from relay.flex_auth import FlexAuthError
-from relay.knowledge import KnowledgeError
-from relay.prompts import PromptError
-from relay.realtime import RealtimeConnectError, SessionClosedError
+from relay.knowledge.base import KnowledgeError
+from relay.knowledge.prompts import PromptError
+from relay.model.session import RealtimeConnectError, SessionClosedError
 from relay.settings import SettingsError
-from relay.twilio_media import ProtocolViolation
+from relay.twilio.flex_auth import FlexAuthError
+from relay.twilio.media import ProtocolViolation
 
 
 @pytest.mark.parametrize(

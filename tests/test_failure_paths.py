@@ -11,14 +11,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from relay import app as relay_app
-from relay.app import drain, reload_knowledge
-from relay.knowledge import KnowledgeBase
+from relay.cli.simulator import CallSpec, encode_connected, encode_start, new_sid
+from relay.knowledge.base import KnowledgeBase
 from relay.logs import JsonFormatter
-from relay.records import Records
-from relay.simulator import CallSpec, encode_connected, encode_start, new_sid
-from relay.store_sqlite import SqliteStore
-from relay.twilio_media import Start
+from relay.records.service import Records
+from relay.records.sqlite import SqliteStore
+from relay.twilio.media import Start
+from relay.web import app as relay_app
+from relay.web.app import drain, reload_knowledge
 from tests.conftest import TIME_SCALE, StartRelay, wait_until
 from tests.fakes.twilio_server import FakeTwilio
 

@@ -28,10 +28,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relay.app import create_app
+from relay.audio.callfile import load_call_audio
 from relay.bundled import bundled_sample_call
-from relay.callfile import load_call_audio
-from relay.simulator import CallSpec, stream_call
+from relay.cli.simulator import CallSpec, stream_call
+from relay.web.app import create_app
 from tests.conftest import TIME_SCALE, RunningRelay, StartRelay, relay_settings, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_server import FakeTwilio

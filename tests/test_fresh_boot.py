@@ -9,11 +9,11 @@ from pathlib import Path
 
 import orjson
 
-from relay.bridge import COVERED_FOR_S, BridgeConfig, CallBridge
+from relay.assist.bridge import COVERED_FOR_S, BridgeConfig, CallBridge
 from relay.bundled import bundled_prompts_dir
-from relay.knowledge import KnowledgeBase
-from relay.local_hub import LocalHub
-from relay.model_events import (
+from relay.knowledge.base import KnowledgeBase
+from relay.knowledge.retrieval import Retriever
+from relay.model.events import (
     ResponseDone,
     ResponseStarted,
     ResponseTextDone,
@@ -21,10 +21,10 @@ from relay.model_events import (
     SpeechStopped,
     TranscriptCompleted,
 )
-from relay.model_link import LinkConfig
-from relay.realtime import SessionConfig
-from relay.retrieval import Retriever
-from relay.twilio_media import Start
+from relay.model.link import LinkConfig
+from relay.model.session import SessionConfig
+from relay.twilio.media import Start
+from relay.web.local_hub import LocalHub
 from tests.conftest import TIME_SCALE, process_env
 from tests.test_model_link import ScriptedConnector
 
@@ -131,7 +131,7 @@ async def test_a_relay_process_on_a_freshly_booted_machine_publishes_every_groun
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "relay.cli",
+        "relay.cli.main",
         "demo",
         "--fast",
         "--port",

@@ -20,9 +20,9 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.audio import PcmTranscoder
-from relay.simulator import CallSpec, new_sid, stream_call
-from relay.twilio_media import (
+from relay.audio.dsp import PcmTranscoder
+from relay.cli.simulator import CallSpec, new_sid, stream_call
+from relay.twilio.media import (
     CloseCode,
     Event,
     Ignored,

@@ -121,7 +121,7 @@ async def test_verdicts_are_cached_by_token_hash(relay: RunningRelay, fake_twili
 
 
 async def test_a_cached_verdict_expires_after_its_ttl_on_the_validators_clock(fake_twilio: FakeTwilio) -> None:
-    from relay.flex_auth import FlexTokenValidator
+    from relay.twilio.flex_auth import FlexTokenValidator
     from sync_publisher.twilio_transport import make_twilio_client
 
     fake_twilio.add_agent("flex-token-agent", "alice_40example_2Ecom", ["agent"])

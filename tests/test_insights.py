@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.insights import InsightTracker, commitments, is_question, sentences
+from relay.wrapup.insights import InsightTracker, commitments, is_question, sentences
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relay.knowledge import (
+from relay.engines.local import EnergyVad, SpeechBegan, SpeechEnded
+from relay.knowledge.base import (
     KnowledgeBase,
     KnowledgeError,
     Limits,
@@ -19,7 +20,6 @@ from relay.knowledge import (
     parse_knowledge_file,
     word_error_rate,
 )
-from relay.local_engine import EnergyVad, SpeechBegan, SpeechEnded
 
 KNOWLEDGE = Path(__file__).resolve().parent.parent / "prompts" / "knowledge"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from relay.app import reload_knowledge
-from relay.knowledge import KnowledgeBase
-from relay.local_engine import LocalConnector
-from relay.retrieval import Retriever
+from relay.engines.local import LocalConnector
+from relay.knowledge.base import KnowledgeBase
+from relay.knowledge.retrieval import Retriever
+from relay.web.app import reload_knowledge
 from tests.conftest import TIME_SCALE, StartRelay, read_line, relay_process
 from tests.fakes.tooling import scrape_metrics
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.simulator import CallSpec, stream_call
+from relay.cli.simulator import CallSpec, stream_call
 from tests.conftest import RunningRelay, StartRelay, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer, Turn
 from tests.fakes.twilio_server import FakeTwilio

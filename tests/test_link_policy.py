@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.link_policy import (
+from relay.model.link_policy import (
     SPARE_RETRY_S,
     YOUNG_SESSION_S,
     Connect,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from openai.types.realtime import RealtimeServerEvent
 
-from relay.model_events import (
+from relay.model.events import (
     ErrorClass,
     Malformed,
     ModelError,
@@ -230,7 +230,7 @@ def test_error_classification(code: str | None, error_type: str | None, expected
 
 def test_the_pure_part_imports_neither_the_sdk_connection_nor_pybase64() -> None:
     probe = (
-        "import sys, relay.model_events; "
+        "import sys, relay.model.events; "
         "bad = [m for m in ('pybase64', 'openai', 'websockets', 'aiohttp', 'asyncio') if m in sys.modules]; "
         "print(bad)"
     )

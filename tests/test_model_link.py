@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from relay.knowledge_tool import ToolAnswer
-from relay.link_policy import ConnectRules, default_backoff
-from relay.model_events import ModelEvent, SessionClosed, ToolCall
-from relay.model_link import LinkConfig, LinkSink, ModelLink
-from relay.realtime import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
+from relay.model.events import ModelEvent, SessionClosed, ToolCall
+from relay.model.knowledge_tool import ToolAnswer
+from relay.model.link import LinkConfig, LinkSink, ModelLink
+from relay.model.link_policy import ConnectRules, default_backoff
+from relay.model.session import RealtimeConnectError, RealtimeConnector, RealtimeSession, SessionConfig
 
 CONFIG = SessionConfig(instructions="be brief", audio_format="pcm24k", transcription_model="gpt-transcribe")
 
@@ -186,7 +186,7 @@ async def test_the_frame_writer_writes_frames_a_server_reads_as_the_message(size
     import websockets.asyncio.client
     from aiohttp import WSMsgType, web
 
-    from relay.openai_realtime import FrameWriter
+    from relay.model.openai import FrameWriter
 
     got: asyncio.Queue[str] = asyncio.Queue()
 

@@ -14,11 +14,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.app import create_app
-from relay.callfile import CallFileError, load_call_audio
+from relay.audio.callfile import CallFileError, load_call_audio
+from relay.cli.simulator import CallSpec, stream_call
 from relay.settings import Settings
-from relay.simulator import CallSpec, stream_call
-from relay.state import RELAY
+from relay.web.app import create_app
+from relay.web.state import RELAY
 from tests.conftest import fresh_data_dir, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,7 +205,7 @@ def _write_24bit(path: Path, x: np.ndarray, rate: int) -> None:
 def test_common_wav_encodings_decode_to_the_same_audio(tmp_path: Path, encoding: str) -> None:
     from scipy.io import wavfile
 
-    from relay.audio import ulaw_decode
+    from relay.audio.dsp import ulaw_decode
 
     rate, x = 16000, _tone(16000, 0.5)
     path = tmp_path / f"{encoding}.wav"

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from relay import store_sqlite
+from relay.records import sqlite as store_sqlite
 from tests.conftest import TIME_SCALE
 from tests.fakes.tooling import free_port
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from relay.simulator import CallResult, CallSpec, stream_call
+from relay.cli.simulator import CallResult, CallSpec, stream_call
 from tests.conftest import RunningRelay, StartRelay, qa_turns, speech_like_ulaw, tone_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_server import FakeTwilio

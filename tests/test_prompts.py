@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.prompts import PromptError, PromptLibrary
+from relay.knowledge.prompts import PromptError, PromptLibrary
 
 REPO_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 

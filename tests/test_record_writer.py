@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from relay.call_store import LineRow, Row, SearchPage, SearchQuery, StoreUnavailable
-from relay.record_writer import RecordWriter
+from relay.records.store import LineRow, Row, SearchPage, SearchQuery, StoreUnavailable
+from relay.records.writer import RecordWriter
 
 
 class MemoryStore:

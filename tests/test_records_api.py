@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from relay.audio import ulaw_decode
-from relay.simulator import CallSpec, stream_call
+from relay.audio.dsp import ulaw_decode
+from relay.cli.simulator import CallSpec, stream_call
 from tests.conftest import RunningRelay, StartRelay, qa_turns, speech_like_ulaw, tone_ulaw, wait_until
 from tests.fakes.postgres import PostgresServer
 from tests.fakes.realtime_server import FakeRealtimeServer, Turn

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relay.records import Records, probe_audio_parts
-from relay.store_sqlite import SqliteStore
+from relay.records.service import Records, probe_audio_parts
+from relay.records.sqlite import SqliteStore
 
 SID = "CA" + "1" * 32
 

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from relay.cli.simulator import CallSpec, stream_call
 from relay.logs import JsonFormatter
-from relay.simulator import CallSpec, stream_call
 from tests.conftest import RunningRelay, StartRelay, speech_like_ulaw, tone_ulaw, wait_until
 from tests.fakes.postgres import PostgresServer
 from tests.fakes.realtime_server import FakeRealtimeServer, Turn

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.knowledge import KnowledgeBase
-from relay.retrieval import DEFAULT_MIN_SCORE, Question, Retriever, evaluate, load_questions
+from relay.knowledge.base import KnowledgeBase
+from relay.knowledge.retrieval import DEFAULT_MIN_SCORE, Question, Retriever, evaluate, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = load_questions(ROOT / "tests" / "data" / "retrieval_questions.tsv")

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.knowledge import KnowledgeBase, words
-from relay.retrieval import Retriever, char_wb_ngrams, load_questions
+from relay.knowledge.base import KnowledgeBase, words
+from relay.knowledge.retrieval import Retriever, char_wb_ngrams, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = load_questions(ROOT / "tests" / "data" / "retrieval_questions.tsv")

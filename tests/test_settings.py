@@ -52,7 +52,7 @@ def test_invalid_settings_fail_with_the_variable_named(
 def test_relay_serve_fails_fast_on_bad_settings() -> None:
     env = {"PATH": "/usr/bin:/bin", "RELAY_PORT": "not-a-port"}
     proc = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "relay.cli.main", "serve"], env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
     assert "RELAY_PORT" in proc.stderr
@@ -69,7 +69,7 @@ def test_an_auth_token_without_a_public_url_fails_fast(monkeypatch: pytest.Monke
 def test_relay_serve_fails_fast_on_a_missing_prompts_folder(tmp_path: object) -> None:
     env = {"PATH": "/usr/bin:/bin", "RELAY_PROMPTS_DIR": "/nonexistent/prompts", "RELAY_PORT": "0"}
     proc = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "relay.cli.main", "serve"], env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
     assert "RELAY_PROMPTS_DIR: Value error, folder /nonexistent/prompts does not exist" in proc.stderr

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 from twilio.request_validator import RequestValidator
 
-from relay.simulator import CallSpec, new_sid, stream_call
-from relay.twilio_media import CloseCode
+from relay.cli.simulator import CallSpec, new_sid, stream_call
+from relay.twilio.media import CloseCode
 from tests.conftest import (
     PUBLIC_URL,
     TIME_SCALE,

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from relay.settings import Settings
-from relay.stall_monitor import Stall, StallMonitor
+from relay.web.stall_monitor import Stall, StallMonitor
 from tests.conftest import TIME_SCALE, StartRelay, wait_until
 from tests.fakes.tooling import scrape_metrics
 

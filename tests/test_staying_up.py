@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from relay.simulator import CallSpec, sign_upgrade, stream_call
+from relay.cli.simulator import CallSpec, sign_upgrade, stream_call
 from tests.conftest import (
     OPENAI_KEY,
     PUBLIC_URL,
@@ -349,7 +349,7 @@ async def test_sigterm_drains_a_real_server_process(fake_realtime: FakeRealtimeS
         "RELAY_DATA_DIR": str(fresh_data_dir()),
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relay.cli", "serve", env=env, stderr=asyncio.subprocess.DEVNULL
+        sys.executable, "-m", "relay.cli.main", "serve", env=env, stderr=asyncio.subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -395,7 +395,7 @@ async def test_sigterm_drains_a_real_server_process(fake_realtime: FakeRealtimeS
 async def test_calls_past_the_drain_deadline_close_with_1001_and_a_status(
     start_relay: StartRelay, fake_twilio: FakeTwilio
 ) -> None:
-    from relay.app import drain
+    from relay.web.app import drain
 
     relay = await start_relay()
     spec = CallSpec(audio={"inbound": speech_like_ulaw(5.0)}, pace=1.0)

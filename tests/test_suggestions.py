@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.suggestions import Suggestion, parse_model_answer
+from relay.assist.suggestions import Suggestion, parse_model_answer
 
 
 @pytest.mark.parametrize(

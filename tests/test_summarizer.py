@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from openai import AsyncOpenAI
 
-from relay.call_record import GivenSuggestion, Line
-from relay.summarizer import OpenAISummarizer
-from relay.wrapup import Dispositions, Usage, WrapUpRequest, estimate_tokens
-from relay.wrapup_service import WrapUpService
+from relay.wrapup.call_record import GivenSuggestion, Line
+from relay.wrapup.schema import Dispositions, Usage, WrapUpRequest, estimate_tokens
+from relay.wrapup.service import WrapUpService
+from relay.wrapup.summarizers import OpenAISummarizer
 from tests.fakes.realtime_server import Behaviour, FakeRealtimeServer
 from tests.fakes.responses_api import Outcome
 

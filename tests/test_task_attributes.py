@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from twilio.rest import Client
 
-from relay.task_attributes import TaskAttributeWriter, TaskWriteFailed
+from relay.twilio.task_attributes import TaskAttributeWriter, TaskWriteFailed
 from sync_publisher.twilio_transport import make_twilio_client
 from tests.conftest import TWILIO_TOKEN
 from tests.fakes.twilio_server import FakeTwilio, Fault

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from relay.errors import ConfigurationError
-from relay.task_policy import compile_policy
+from relay.taskrouter.policy import compile_policy
 
 CONTEXT: dict[str, Any] = {
     "task": {"type": "inbound", "language": "es", "skills": ["billing", "vip"], "from": "+15551234567", "age": 42},

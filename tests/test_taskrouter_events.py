@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from relay.task_policy import compile_policy
-from relay.taskrouter_events import (
+from relay.taskrouter.events import (
     AssistLedger,
     CallRecordState,
     EventError,
@@ -26,6 +25,7 @@ from relay.taskrouter_events import (
     task_to_json,
     worker_identity,
 )
+from relay.taskrouter.policy import compile_policy
 
 WS, WT, WK, CA = "WS" + "1" * 32, "WT" + "2" * 32, "WK" + "3" * 32, "CA" + "4" * 32
 FLEX_TASK = {"call_sid": CA, "from": "+15551230000", "to": "+15559870000", "direction": "inbound", "type": "inbound"}

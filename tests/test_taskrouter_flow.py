@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
-from relay.simulator import CallSpec, stream_call
+from relay.cli.simulator import CallSpec, stream_call
 from tests.conftest import PUBLIC_URL, TWILIO_TOKEN, RunningRelay, StartRelay, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.fakes.twilio_server import FakeTwilio, Fault

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from relay.settings import Settings
-from relay.stream_control import StreamControl
-from relay.task_ledger import TaskLocks
-from relay.task_policy import compile_policy
-from relay.taskrouter import DriverConfig, TaskRouterDriver
-from relay.taskrouter_events import TaskEvent
+from relay.taskrouter.driver import DriverConfig, TaskRouterDriver
+from relay.taskrouter.events import TaskEvent
+from relay.taskrouter.ledger import TaskLocks
+from relay.taskrouter.policy import compile_policy
+from relay.twilio.stream_control import StreamControl
 
 WS = "WS" + "4" * 32
 WT = "WT" + "1" * 32

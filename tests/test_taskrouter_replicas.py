@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relay.task_ledger import RedisTaskLedger
+from relay.taskrouter.ledger import RedisTaskLedger
 from tests.conftest import RunningRelay, StartRelay, speech_like_ulaw, wait_until
 from tests.fakes.media_dialer import MediaDialer
 from tests.fakes.redis import RedisServer, find_redis_server
@@ -182,7 +182,7 @@ async def test_with_redis_gone_events_are_handled_with_this_relays_view(
         relay = await start_relay(redis_url=server.url, replica_id="relay-a", taskrouter_stop_grace_s=0.1)
         server.stop()
         task = "WT" + "5" * 32
-        caplog.set_level(logging.WARNING, logger="relay.taskrouter")
+        caplog.set_level(logging.WARNING, logger="relay.taskrouter.driver")
         accepted = event(fake_twilio, "reservation.accepted", task, worker="WK5", worker_attributes=worker_ok)
         assert await send(relay, accepted) == 204
         await _settled(relay)

@@ -11,7 +11,7 @@ import pytest
 
 from bench.scaleout import kill_one, owner_of, place_calls, rolling_restart, streams_of, until
 from bench.topology import Topology, TopologyConfig, find_haproxy
-from relay.simulator import CallSpec, new_sid, sign_upgrade, stream_call
+from relay.cli.simulator import CallSpec, new_sid, sign_upgrade, stream_call
 from tests.conftest import require_debian_package
 from tests.fakes.realtime_server import Behaviour, Turn
 from tests.fakes.redis import find_redis_server

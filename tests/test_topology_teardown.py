@@ -114,7 +114,7 @@ async def test_a_signal_stops_everything_the_topology_started(signum: signal.Sig
 
         started = descendants(proc.pid)
         commands = " | ".join(p.cmdline for p in started)
-        assert sum("relay.cli serve" in p.cmdline for p in started) == 2, commands
+        assert sum("relay.cli.main serve" in p.cmdline for p in started) == 2, commands
         assert any("redis-server" in p.cmdline for p in started), commands
         assert any("haproxy" in p.cmdline for p in started), commands
         assert all(p.pgrp == proc.pid for p in started), commands  # so the group check below sees them

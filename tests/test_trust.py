@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from relay.flex_auth import FlexAuthError, FlexTokenValidator
+from relay.cli.simulator import CallSpec, sign_upgrade, stream_call
 from relay.logs import JsonFormatter, configure_logging, secrets_from_settings
 from relay.settings import Settings
-from relay.simulator import CallSpec, sign_upgrade, stream_call
-from relay.twilio_media import CloseCode
+from relay.twilio.flex_auth import FlexAuthError, FlexTokenValidator
+from relay.twilio.media import CloseCode
 from sync_publisher.twilio_transport import make_twilio_client
 from tests.conftest import (
     API_SECRET,

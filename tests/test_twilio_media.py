@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.twilio_media import (
+from relay.twilio.media import (
     TRANSITIONS,
     CloseCode,
     Connected,

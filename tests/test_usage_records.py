@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from relay.call_store import CallEnded, CallStarted, CallStore, SearchQuery
-from relay.store_postgres import PostgresStore
-from relay.store_sqlite import SqliteStore
+from relay.records.postgres import PostgresStore
+from relay.records.sqlite import SqliteStore
+from relay.records.store import CallEnded, CallStarted, CallStore, SearchQuery
 from relay.usage import KINDS, merge_usage, stored_usage, usage_totals
 from tests.fakes.postgres import PostgresServer
 

@@ -20,16 +20,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.app import create_app
-from relay.audio import PcmTranscoder
-from relay.callfile import load_call_audio
-from relay.errors import ConfigurationError
-from relay.knowledge import word_error_rate, words
-from relay.local_engine import Heard, SpeechBegan
-from relay.settings import Settings
-from relay.simulator import CallSpec, stream_call
-from relay.state import RELAY
-from relay.whisper_recognizer import (
+from relay.audio.callfile import load_call_audio
+from relay.audio.dsp import PcmTranscoder
+from relay.cli.simulator import CallSpec, stream_call
+from relay.engines.local import Heard, SpeechBegan
+from relay.engines.whisper import (
     MODELS,
     ModelIntegrityError,
     SileroVad,
@@ -39,6 +34,11 @@ from relay.whisper_recognizer import (
     read_verified,
     whisper_unavailable,
 )
+from relay.errors import ConfigurationError
+from relay.knowledge.base import word_error_rate, words
+from relay.settings import Settings
+from relay.web.app import create_app
+from relay.web.state import RELAY
 from tests.conftest import fresh_data_dir, wait_until
 from tests.test_offline_flow import expected_answers
 

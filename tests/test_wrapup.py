@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from relay.bundled import bundled_prompts_dir
-from relay.call_record import CallRecord, GivenSuggestion, Line
 from relay.errors import ConfigurationError
-from relay.wrapup import (
+from relay.wrapup.call_record import CallRecord, GivenSuggestion, Line
+from relay.wrapup.schema import (
     CHARS_PER_TOKEN,
     Dispositions,
     WrapUpRequest,

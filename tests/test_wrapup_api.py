@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relay.call_store import CallEnded, CallStarted
-from relay.store_postgres import PostgresStore
-from relay.store_sqlite import SqliteStore
+from relay.records.postgres import PostgresStore
+from relay.records.sqlite import SqliteStore
+from relay.records.store import CallEnded, CallStarted
 from tests.conftest import RunningRelay, StartRelay
 from tests.fakes.postgres import PostgresServer
 from tests.fakes.twilio_server import FakeTwilio, Fault
@@ -194,10 +194,12 @@ async def test_a_bad_body_is_400_with_one_log_line(
     start_relay: StartRelay, fake_twilio: FakeTwilio, caplog: pytest.LogCaptureFixture, body: Any, says: str
 ) -> None:
     relay, _ = await seeded(start_relay, fake_twilio)
-    caplog.set_level(logging.WARNING, logger="relay.wrapup")
+    caplog.set_level(logging.WARNING, logger="relay.wrapup.schema")
     status, answer = await request(relay, "PUT", f"/calls/{CALL}/wrapup", json=body)
     assert status == 400 and says in answer["error"]
-    refusals = [r for r in caplog.records if r.name == "relay.wrapup" and r.getMessage() == "wrap-up edit refused"]
+    refusals = [
+        r for r in caplog.records if r.name == "relay.wrapup.schema" and r.getMessage() == "wrap-up edit refused"
+    ]
     assert len(refusals) == 1 and "4111" not in caplog.text  # what was said never reaches the log
     record = await relay.state.records.store.get(CALL)  # type: ignore[union-attr]
     assert record is not None and record["wrapup"]["summary"] == GENERATED["summary"]  # untouched

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from relay.simulator import CallSpec, stream_call
+from relay.cli.simulator import CallSpec, stream_call
 from tests.conftest import QUESTION_ANSWER, StartRelay, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer, Turn
 from tests.fakes.responses_api import Outcome

@@ -9,7 +9,7 @@ phone numbers and e-mail addresses, written or spoken ("four one one one", "5 5 
 typed mask (`[card ending 1111]`, `[ssn]`, `[security code]`, `[expiry]`, `[account
 number]`, `[routing number]`, `[phone]`, `[email]`) and leaving every other character as it
 was; and the policy for partial transcripts (`partial_is_safe`, `Redactor.redact_partial`).
-Silencing the recorded audio over a masked utterance is the recorder's (`relay.audio_recorder`).
+Silencing the recorded audio over a masked utterance is the recorder's (`relay.records.recorder`).
 
 It may import only the standard library and numpy: no I/O, no asyncio, no sockets, nothing
 from the rest of the relay. The scan is linear in the text's length (one tokenization, one

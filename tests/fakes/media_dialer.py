@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from twilio.request_validator import RequestValidator
 
-from relay.twilio_media import Media, Start, encode_connected, encode_media, encode_start, encode_stop
+from relay.twilio.media import Media, Start, encode_connected, encode_media, encode_start, encode_stop
 
 FRAME = 160  # 20 ms of 8 kHz μ-law
 

@@ -1,0 +1,4 @@
+"""The `relay` command: serve, demo, simulate (main), and the Media Streams simulator.
+
+May import: everything.
+"""
