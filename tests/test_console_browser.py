@@ -26,12 +26,11 @@ from relay.web.app import create_app
 from relay.web.state import RELAY
 from tests.conftest import OPENAI_KEY, TIME_SCALE, fresh_data_dir, qa_turns, speech_like_ulaw, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
+from tests.fakes.tooling import CHROMEDRIVER, CHROMIUM, headless_chromium
 from tests.test_console_access import non_loopback_address
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 if not (CHROMIUM and CHROMEDRIVER):
     if os.environ.get("CI"):
@@ -93,26 +92,7 @@ async def _recorded_call(server: TestServer, **spec: Any) -> tuple[CallSpec, dic
 
 
 def _browser(profile: str):  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or ""
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    return headless_chromium(profile, "1280,900")
 
 
 def _count(driver, selector: str) -> int:  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ from relay.cli.simulator import CallSpec, stream_call
 from relay.web.app import create_app
 from tests.conftest import TIME_SCALE, RunningRelay, StartRelay, relay_settings, wait_until
 from tests.fakes.realtime_server import FakeRealtimeServer
+from tests.fakes.tooling import CHROMEDRIVER, CHROMIUM, headless_chromium
 from tests.fakes.twilio_server import FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +42,6 @@ PLUGIN = ROOT / "flex-plugin"
 PAGE = PLUGIN / "test-page"
 ARTIFACTS = ROOT / "artifacts"
 SCREENSHOT = PLUGIN / "docs" / "panel.png"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 NODE = shutil.which("node")
 
 AGENT_TOKEN, AGENT = "flex-token-agent", "alice_40example_2Ecom"
@@ -68,26 +67,7 @@ def _build_test_page() -> None:
 
 
 def _browser(profile: str):  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or ""
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=600,1500",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    return headless_chromium(profile, "600,1500")
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
