@@ -78,6 +78,21 @@ _MATCHES_PER_CALL: Final = 3
 _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 
+
+def _period_clauses(query: SearchQuery, params: list[Any], table: str = "") -> list[str]:
+    """The agent and period filters a search and the totals share (`table`: a join's alias);
+    each value is appended to `params` and named by its position."""
+    clauses: list[str] = []
+    for column, op, value in (
+        ("worker", "=", query.agent or None),
+        ("started_at", ">=", query.since),
+        ("started_at", "<", query.until),
+    ):
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{table}{column} {op} ${len(params)}")
+    return clauses
+
 class PostgresStore:
     engine = "postgresql"
 
@@ -224,12 +239,7 @@ class PostgresStore:
                 "c.call_sid IN (SELECT l.call_sid FROM lines l "
                 f"WHERE l.tsv @@ websearch_to_tsquery('english', {arg(query.text)}))"
             )
-        if query.agent:
-            where.append(f"c.worker = {arg(query.agent)}")
-        if query.since is not None:
-            where.append(f"c.started_at >= {arg(query.since)}")
-        if query.until is not None:
-            where.append(f"c.started_at < {arg(query.until)}")
+        where += _period_clauses(query, params, "c.")
         if query.cursor:
             started, sid = decode_cursor(query.cursor)
             a, b = arg(started), arg(sid)
@@ -262,16 +272,8 @@ class PostgresStore:
     async def totals(self, query: SearchQuery) -> dict[str, Any]:
         """What the calls that started in the query's period (and took the agent) cost; see
         `SqliteStore.totals`."""
-        where: list[str] = ["TRUE"]
         params: list[Any] = []
-        for clause, value in (
-            ("worker = ${}", query.agent or None),
-            ("started_at >= ${}", query.since),
-            ("started_at < ${}", query.until),
-        ):
-            if value is not None:
-                params.append(value)
-                where.append(clause.format(len(params)))
+        where = ["TRUE", *_period_clauses(query, params)]
         sums = ", ".join(f"sum((usage->>'{k}')::double precision)" for k in (*KINDS, "transcription_s"))
         sql = f"SELECT count(*), count(cost_usd), sum(cost_usd), {sums} FROM calls WHERE " + " AND ".join(where)
 

@@ -88,6 +88,20 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{t}"' for t in terms)
 
 
+
+def _period_clauses(query: SearchQuery, params: list[Any], table: str = "") -> list[str]:
+    """The agent and period filters a search and the totals share (`table`: a join's alias)."""
+    clauses: list[str] = []
+    for clause, value in (
+        (f"{table}worker = ?", query.agent or None),
+        (f"{table}started_at >= ?", query.since),
+        (f"{table}started_at < ?", query.until),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return clauses
+
 class SqliteStore:
     engine = "sqlite"
 
@@ -241,15 +255,7 @@ class SqliteStore:
                 "WHERE lines_fts MATCH ?)"
             )
             params.append(match)
-        if query.agent:
-            where.append("c.worker = ?")
-            params.append(query.agent)
-        if query.since is not None:
-            where.append("c.started_at >= ?")
-            params.append(query.since)
-        if query.until is not None:
-            where.append("c.started_at < ?")
-            params.append(query.until)
+        where += _period_clauses(query, params, "c.")
         if query.cursor:
             started, sid = decode_cursor(query.cursor)
             where.append("(c.started_at < ? OR (c.started_at = ? AND c.call_sid < ?))")
@@ -283,17 +289,8 @@ class SqliteStore:
         calls with a cost (a model without a price, or a call before costs were kept, has
         none), USD, tokens by kind, transcription seconds."""
         db = await self._conn()
-        where: list[str] = ["1=1"]
         params: list[Any] = []
-        if query.agent:
-            where.append("worker = ?")
-            params.append(query.agent)
-        if query.since is not None:
-            where.append("started_at >= ?")
-            params.append(query.since)
-        if query.until is not None:
-            where.append("started_at < ?")
-            params.append(query.until)
+        where = ["1=1", *_period_clauses(query, params)]
         sums = ", ".join(f"sum(json_extract(usage, '$.{k}'))" for k in (*KINDS, "transcription_s"))
         sql = f"SELECT count(*), count(cost_usd), sum(cost_usd), {sums} FROM calls WHERE " + " AND ".join(where)
         try:
